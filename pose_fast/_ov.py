@@ -1,0 +1,61 @@
+"""OpenVINO compatibility: the one module that knows the difference between 2022.3 LTS and 2023.1+.
+
+OpenVINO 2023.1 moved the API from ``openvino.runtime`` to ``openvino``; 2022.3 LTS (the last release with the
+MYRIAD plugin, what a Raspberry Pi with a Neural Compute Stick 2 runs) only has ``openvino.runtime``. Everything
+else in pose_fast imports OpenVINO names from here.
+"""
+from __future__ import annotations
+
+try:  # OpenVINO 2023.1 and newer
+    import openvino as ov
+    from openvino import AsyncInferQueue, Core, Layout, Tensor, Type
+except ImportError:  # OpenVINO 2022.3 LTS
+    import openvino.runtime as ov
+    from openvino.runtime import AsyncInferQueue, Core, Layout, Tensor, Type
+
+from openvino.preprocess import PrePostProcessor, ResizeAlgorithm
+
+__all__ = [
+    "AsyncInferQueue", "Core", "Layout", "PrePostProcessor", "ResizeAlgorithm", "Tensor", "Type",
+    "VERSION", "VERSION_TUPLE", "HAS_MYRIAD_SUPPORT", "shared_tensor", "available_devices", "ov",
+]
+
+VERSION = ov.get_version()
+
+
+def _version_tuple(text: str) -> tuple:
+    parts = []
+    for piece in text.split("-")[0].split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+VERSION_TUPLE = _version_tuple(VERSION)
+
+#: The MYRIAD plugin (Neural Compute Stick 2) was removed in OpenVINO 2023.0.
+HAS_MYRIAD_SUPPORT = VERSION_TUPLE < (2023, 0)
+
+#: Property names, as strings: both API generations accept them in ``compile_model`` and ``set_property``.
+PERFORMANCE_HINT = "PERFORMANCE_HINT"
+NUM_REQUESTS = "PERFORMANCE_HINT_NUM_REQUESTS"
+OPTIMAL_NUMBER_OF_INFER_REQUESTS = "OPTIMAL_NUMBER_OF_INFER_REQUESTS"
+CACHE_DIR = "CACHE_DIR"
+
+
+def shared_tensor(array) -> Tensor:
+    """Wrap a C-contiguous array as an OpenVINO tensor without copying it."""
+    return Tensor(array, shared_memory=True)
+
+
+def available_devices(core: Core) -> list:
+    """The device names this machine has (``CPU``, ``GPU.0``, ``MYRIAD``…), never raising."""
+    try:
+        return list(core.available_devices)
+    except Exception:  # noqa: BLE001 - a broken plugin must not hide the others
+        return ["CPU"]
+
+
+def output_view(request, index: int):
+    """The numpy view of a request's output tensor; valid until the request runs again."""
+    return request.get_output_tensor(index).data
