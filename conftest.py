@@ -1,0 +1,98 @@
+"""Fixtures shared by tests/ and bench/: the real model, the real videos, a CPU engine per frame size."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent
+SHARED = ROOT.parent / "shared"
+VIDEOS = Path(os.environ.get("POSE_FAST_VIDEO_DIR", SHARED / "videos"))
+
+#: What each shared video shows (see shared/videos/SOURCE.md).
+VIDEO_FILES = {
+    "one-by-one": "one-by-one-person-detection.mp4",   # people walk in and out one at a time, 768x432
+    "store-aisle": "store-aisle-detection.mp4",         # shoppers in an aisle, 480x270, 67 frames
+    "people-walking": "people-walking.mp4",             # two clips joined by 15 black frames, 480x270, 73 frames
+    "asl-walk": "asl-walk.mkv",                         # one signer, upper body, 640x480, 89 frames
+}
+
+
+def _model_dir() -> Path:
+    env = os.environ.get("POSE_FAST_MODEL_DIR")
+    return Path(env) if env else SHARED / "models"
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    """The folder holding ``human-pose-estimation-0001/<precision>/`` (``POSE_FAST_MODEL_DIR``)."""
+    path = _model_dir()
+    if not (path / "human-pose-estimation-0001" / "FP16-INT8").is_dir():
+        pytest.fail(f"no model under {path}: set POSE_FAST_MODEL_DIR to the folder with human-pose-estimation-0001/")
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_xml(model_dir) -> Path:
+    """The FP16-INT8 IR used by every test that needs the model."""
+    return model_dir / "human-pose-estimation-0001" / "FP16-INT8" / "human-pose-estimation-0001.xml"
+
+
+@pytest.fixture(scope="session")
+def video_path():
+    """``video_path("store-aisle")`` -> Path of a shared test video (fails, not skips, when missing)."""
+
+    def get(name: str) -> Path:
+        path = VIDEOS / VIDEO_FILES.get(name, name)
+        if not path.is_file():
+            pytest.fail(f"test video {path} is missing: shared/videos must sit beside the project")
+        return path
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def read_frames(video_path):
+    """``read_frames("store-aisle", count=10, start=0)`` -> list of HxWx3 uint8 BGR frames from a shared video."""
+    import cv2
+
+    cache = {}
+
+    def get(name: str, count: int = 10, start: int = 0) -> list:
+        key = (name, count, start)
+        if key not in cache:
+            cap = cv2.VideoCapture(str(video_path(name)))
+            cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+            frames = []
+            while len(frames) < count:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                frames.append(frame)
+            cap.release()
+            assert frames, f"could not read frames from {name}"
+            cache[key] = frames
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def engine_for(model_xml):
+    """``engine_for(w, h, mode="latency")`` -> a prepared CPU Engine for that frame size, shared per session."""
+    from pose_fast.engine import Engine
+
+    engines = {}
+
+    def get(width: int, height: int, mode: str = "latency"):
+        key = (width, height, mode)
+        if key not in engines:
+            engine = Engine(model=model_xml, device="CPU", mode=mode)
+            engine.prepare(width, height)
+            engines[key] = engine
+        return engines[key]
+
+    yield get
+    for engine in engines.values():
+        engine.close()
