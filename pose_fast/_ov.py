@@ -6,6 +6,8 @@ else in pose_fast imports OpenVINO names from here.
 """
 from __future__ import annotations
 
+import numpy as np
+
 try:  # OpenVINO 2023.1 and newer
     import openvino as ov
     from openvino import AsyncInferQueue, Core, Layout, Tensor, Type
@@ -43,8 +45,27 @@ OPTIMAL_NUMBER_OF_INFER_REQUESTS = "OPTIMAL_NUMBER_OF_INFER_REQUESTS"
 CACHE_DIR = "CACHE_DIR"
 
 
+def _c_strides(shape, itemsize: int) -> tuple:
+    strides = []
+    step = itemsize
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(int(size), 1)
+    return tuple(reversed(strides))
+
+
 def shared_tensor(array) -> Tensor:
-    """Wrap a C-contiguous array as an OpenVINO tensor without copying it."""
+    """Wrap a C-contiguous array as an OpenVINO tensor without copying it.
+
+    NumPy gives a size-1 axis any stride (``frame[None]`` has stride 0 there); OpenVINO 2022.3 rejects such a
+    tensor ("Stride in 0-th dimension is not valid"), so the array is re-viewed with canonical C strides first
+    (still the same memory). The caller keeps ``array`` alive while the tensor is in use.
+    """
+    if not isinstance(array, np.ndarray) or not array.flags.c_contiguous:
+        raise ValueError("shared_tensor needs a C-contiguous numpy array (use np.ascontiguousarray)")
+    strides = _c_strides(array.shape, array.itemsize)
+    if array.strides != strides:
+        array = np.lib.stride_tricks.as_strided(array, shape=array.shape, strides=strides)
     return Tensor(array, shared_memory=True)
 
 
