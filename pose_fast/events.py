@@ -43,6 +43,7 @@ from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
+from urllib.parse import quote
 
 import apsw
 
@@ -163,7 +164,7 @@ def _explain(exc: BaseException, path, doing: str) -> str:
     """One line for people: what failed and what to do."""
     first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if isinstance(exc, apsw.FullError):
-        return (f"cannot {doing} {path}: the disk or database is full ({first}); free some space or use "
+        return (f"cannot {doing} {path}: the disk or database is full; free some space or use "
                 f"--db/POSE_FAST_DB to put the database on another disk")
     if isinstance(exc, (apsw.ReadOnlyError, apsw.PermissionsError, apsw.AuthError)):
         return (f"cannot {doing} {path}: the database is read-only ({first}); make the file and its folder "
@@ -211,12 +212,12 @@ def _migrate(conn, path, writable=True) -> Tuple[int, int]:
         return before, before
     conn.execute("BEGIN IMMEDIATE")
     try:
-        version = _version(conn)  # re-read under the write lock: another process may have migrated meanwhile
-        if version == 0 and conn.execute(
+        before = _version(conn)  # re-read under the write lock: another process may have migrated meanwhile
+        if before == 0 and conn.execute(
                 "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchall()[0][0]:
             raise EventStoreError(f"{path} is an SQLite database of another program (schema version 0 with "
                                   f"tables); use --db/POSE_FAST_DB to choose another file")
-        for step in range(version, SCHEMA_VERSION):
+        for step in range(before, SCHEMA_VERSION):
             conn.execute(MIGRATIONS[step])
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
@@ -524,8 +525,15 @@ def _open_reader(path) -> apsw.Connection:
         raise EventStoreError(f"no events database at {path}; run `pose-fast create-db --db {path}` or start "
                               f"the demo with --db {path}")
     try:
-        conn = _connect(path, readonly=True)
-        version = _version(conn)
+        try:
+            conn = _connect(path, readonly=True)
+            version = _version(conn)
+        except (apsw.ReadOnlyError, apsw.CantOpenError):
+            # a WAL database in a folder we cannot write, with no -shm file: nobody can be writing it, so read it
+            # as immutable (SQLite's documented way to read such a file)
+            conn = apsw.Connection(f"file:{quote(str(path.resolve()))}?immutable=1",
+                                   flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+            version = _version(conn)
     except apsw.Error as exc:
         raise EventStoreError(_explain(exc, path, "read the events database")) from None
     if version != SCHEMA_VERSION:
@@ -538,6 +546,41 @@ def _open_reader(path) -> apsw.Connection:
     return conn
 
 
+#: Counts of time-filtered queries, kept between requests: ``(path, filters) -> (total, max_id, count)``.
+_count_cache: Dict[tuple, Tuple[int, int, int]] = {}
+_count_lock = threading.Lock()
+_COUNT_CACHE_SIZE = 256
+_SMALL_RESULT = 20000  # a filtered result this small is paged through its timestamp index; larger ones in id order
+
+
+def _count_by_time(conn, path, where, args) -> int:
+    """count(*) for a filter with since/until, incrementally: only events newer than the last count are scanned.
+
+    Events are append-only (ids grow); a deletion (the total no longer adds up) drops the cached count.
+    """
+    cond = " AND ".join(where)
+    total = int(conn.execute("SELECT coalesce(sum(n), 0) FROM event_counts").fetchall()[0][0])
+    max_id = conn.execute("SELECT max(id) FROM events").fetchall()[0][0] or 0
+    key = (str(path), cond, tuple(args))
+    with _count_lock:
+        cached = _count_cache.get(key)
+    if cached is not None and cached[1] <= max_id:
+        old_total, old_max, old_count = cached
+        new_rows = conn.execute("SELECT count(*) FROM events WHERE id > ?", (old_max,)).fetchall()[0][0]
+        if old_total + new_rows == total:
+            count = old_count + (conn.execute(f"SELECT count(*) FROM events WHERE id > ? AND {cond}",
+                                              [old_max] + args).fetchall()[0][0] if new_rows else 0)
+        else:
+            cached = None
+    if cached is None or cached[1] > max_id:
+        count = int(conn.execute(f"SELECT count(*) FROM events WHERE {cond}", args).fetchall()[0][0])
+    with _count_lock:
+        if len(_count_cache) >= _COUNT_CACHE_SIZE:
+            _count_cache.clear()
+        _count_cache[key] = (total, max_id, count)
+    return count
+
+
 def read_events(path, *, kind: Optional[str] = None, source: Optional[str] = None, since: Optional[str] = None,
                 until: Optional[str] = None, offset: int = 0, limit: int = 50) -> Tuple[List[Dict], int]:
     """One page of events in id order and the number of events matching the filters, from one snapshot.
@@ -545,6 +588,9 @@ def read_events(path, *, kind: Optional[str] = None, source: Optional[str] = Non
     ``since`` (inclusive) and ``until`` (exclusive) are timestamps in the stored form (:func:`parse_timestamp`).
     Opens its own read-only connection (readers never block the writer, nor it them). Raises EventStoreError when
     the database is missing, not initialised or unreadable.
+
+    Cost: the total comes from the per-(kind, source) counts table (O(1)) or, with since/until, from an incremental
+    count; an unfiltered page is an id range (O(log n)); a filtered page walks an index up to the page.
     """
     where, args = [], []
     if kind is not None:
@@ -561,16 +607,16 @@ def read_events(path, *, kind: Optional[str] = None, source: Optional[str] = Non
         where.append("timestamp < ?")
         args.append(until)
     cols = ", ".join(_COLUMNS)
+    cond = " AND ".join(where)
     conn = _open_reader(path)
     try:
         conn.execute("BEGIN")  # one snapshot for the count and the page
         try:
             if by_time:
-                count = conn.execute(f"SELECT count(*) FROM events WHERE {' AND '.join(where)}", args).fetchall()
+                count = _count_by_time(conn, path, where, args)
             else:
-                sql = "SELECT coalesce(sum(n), 0) FROM event_counts"
-                count = conn.execute(sql + (f" WHERE {' AND '.join(where)}" if where else ""), args).fetchall()
-            count = int(count[0][0])
+                sql = "SELECT coalesce(sum(n), 0) FROM event_counts" + (f" WHERE {cond}" if where else "")
+                count = int(conn.execute(sql, args).fetchall()[0][0])
             rows: list = []
             if offset < count and limit > 0:
                 if not where:
@@ -582,11 +628,14 @@ def read_events(path, *, kind: Optional[str] = None, source: Optional[str] = Non
                         rows = conn.execute(f"SELECT {cols} FROM events ORDER BY id LIMIT ? OFFSET ?",
                                             (limit, offset)).fetchall()
                 else:
-                    cond = " AND ".join(where)
-                    first = conn.execute(f"SELECT id FROM events WHERE {cond} ORDER BY id LIMIT 1 OFFSET ?",
+                    walk = cond
+                    if by_time and count > _SMALL_RESULT:
+                        # many matches: walk in id order (stops at the page) rather than sort them all by id
+                        walk = cond.replace("timestamp", "+timestamp")
+                    first = conn.execute(f"SELECT id FROM events WHERE {walk} ORDER BY id LIMIT 1 OFFSET ?",
                                          args + [offset]).fetchall()
                     if first:
-                        rows = conn.execute(f"SELECT {cols} FROM events WHERE {cond} AND id >= ? ORDER BY id "
+                        rows = conn.execute(f"SELECT {cols} FROM events WHERE {walk} AND id >= ? ORDER BY id "
                                             f"LIMIT ?", args + [first[0][0], limit]).fetchall()
         finally:
             conn.execute("COMMIT")

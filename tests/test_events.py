@@ -1,0 +1,393 @@
+"""EventStore on real SQLite files: schema, migrations, batching, shutdown (close, atexit, SIGTERM, Ctrl-C, SIGKILL),
+full and read-only databases, and the tracker -> recorder -> store path (on the real model too)."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import apsw
+import numpy as np
+import pytest
+
+from pose_fast import events
+from pose_fast.events import (
+    SCHEMA_VERSION,
+    EventRecorder,
+    EventStore,
+    EventStoreError,
+    create_or_migrate,
+    default_db_path,
+    exit_on_sigterm,
+    format_timestamp,
+    parse_timestamp,
+    read_events,
+    resolve_db_path,
+)
+from pose_fast.tracking import Tracker
+
+ROOT = Path(__file__).resolve().parents[1]
+T0 = 1_764_050_400.25  # 2025-11-25T06:00:00.250Z
+
+
+def db_rows(path, sql="SELECT frame_index FROM events ORDER BY id"):
+    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        return [row[0] if len(row) == 1 else row for row in conn.execute(sql)]
+    finally:
+        conn.close()
+
+
+def integrity(path):
+    conn = apsw.Connection(str(path))
+    try:
+        return conn.execute("PRAGMA integrity_check").fetchall()[0][0]
+    finally:
+        conn.close()
+
+
+def test_events_round_trip_with_all_fields(tmp_path):
+    path = tmp_path / "sub" / "events.sqlite3"  # the folder is created
+    with EventStore(path) as store:
+        recorder = EventRecorder(store, source="store-aisle.mp4", device="CPU")
+        recorder.record("enter", np.int64(3), np.int64(10), T0, np.int32(1))
+        recorder("exit", 3, 42, T0 + 4.2, 0)
+    rows, count = read_events(path)
+    assert count == 2
+    assert rows == [
+        {"id": 1, "kind": "enter", "person_id": 3, "timestamp": "2025-11-25T06:00:00.250Z",
+         "source": "store-aisle.mp4", "frame_index": 10, "people_count": 1, "device": "CPU"},
+        {"id": 2, "kind": "exit", "person_id": 3, "timestamp": "2025-11-25T06:00:04.450Z",
+         "source": "store-aisle.mp4", "frame_index": 42, "people_count": 0, "device": "CPU"},
+    ]
+
+
+def test_pragmas_and_schema_version(tmp_path):
+    path = tmp_path / "e.db"
+    store = EventStore(path)
+    try:
+        assert store._conn.execute("PRAGMA synchronous").fetchall()[0][0] == 1  # NORMAL
+        assert store._conn.execute("PRAGMA busy_timeout").fetchall()[0][0] == events.BUSY_TIMEOUT_MS
+    finally:
+        store.close()
+    conn = apsw.Connection(str(path))
+    assert conn.execute("PRAGMA journal_mode").fetchall()[0][0] == "wal"
+    assert conn.execute("PRAGMA user_version").fetchall()[0][0] == SCHEMA_VERSION
+    indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"events_kind", "events_source", "events_timestamp"} <= indexes
+    conn.close()
+
+
+def test_migration_from_version_1_keeps_events_and_backfills_counts(tmp_path):
+    path = tmp_path / "old.db"
+    conn = apsw.Connection(str(path))
+    conn.execute(events.MIGRATIONS[0])
+    conn.execute("PRAGMA user_version = 1")
+    conn.executemany("INSERT INTO events (kind, person_id, timestamp, source, frame_index, people_count, device) "
+                     "VALUES (?, ?, ?, 'old', ?, 1, 'CPU')",
+                     [("enter" if i % 3 else "exit", i, format_timestamp(T0 + i), i) for i in range(30)])
+    conn.close()
+    assert create_or_migrate(path) == (1, SCHEMA_VERSION)
+    assert create_or_migrate(path) == (SCHEMA_VERSION, SCHEMA_VERSION)  # idempotent
+    with EventStore(path) as store:
+        store.add("enter", 99, 30, T0 + 30, 1, "new", "GPU")
+    assert read_events(path)[1] == 31
+    assert read_events(path, kind="exit")[1] == 10
+    assert read_events(path, source="old", kind="enter")[1] == 20
+    assert [r["person_id"] for r in read_events(path, offset=29, limit=5)[0]] == [29, 99]
+
+
+def test_concurrent_migrations_are_safe(tmp_path):
+    path = tmp_path / "race.db"
+    code = f"from pose_fast.events import create_or_migrate; print(create_or_migrate({str(path)!r}))"
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    outs = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert outs.count(f"(0, {SCHEMA_VERSION})") == 1, outs  # exactly one created it
+    assert integrity(path) == "ok"
+
+
+def test_bad_databases_are_one_line_errors(tmp_path):
+    newer = tmp_path / "newer.db"
+    conn = apsw.Connection(str(newer))
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(EventStoreError, match=rf"^{newer} has schema version {SCHEMA_VERSION + 1}, newer than"):
+        EventStore(newer)
+
+    foreign = tmp_path / "foreign.db"
+    conn = apsw.Connection(str(foreign))
+    conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+    conn.close()
+    with pytest.raises(EventStoreError, match="is an SQLite database of another program"):
+        EventStore(foreign)
+    assert db_rows(foreign, "SELECT name FROM sqlite_master") == ["invoices"]  # untouched
+
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database\n" * 200)
+    with pytest.raises(EventStoreError, match="the file is not an SQLite database") as info:
+        EventStore(text)
+    assert "\n" not in str(info.value)
+
+    with pytest.raises(EventStoreError, match=r"^no events database at .*missing.db; run `pose-fast create-db"):
+        read_events(tmp_path / "missing.db")
+
+    blank = tmp_path / "blank.db"
+    apsw.Connection(str(blank)).execute("PRAGMA user_version = 0").fetchall()
+    blank.write_bytes(b"")
+    with pytest.raises(EventStoreError, match=r"has schema version 0, expected 2; run `pose-fast create-db"):
+        read_events(blank)
+
+
+def test_add_validates_and_closed_store_refuses(tmp_path):
+    store = EventStore(tmp_path / "e.db")
+    with pytest.raises(ValueError, match="kind must be 'enter' or 'exit', got 'left'"):
+        store.add("left", 1, 1, T0, 0)
+    with pytest.raises(ValueError, match="timestamp must be finite"):
+        store.add("enter", 1, 1, float("nan"), 0)
+    store.add("enter", 1, 1, T0, 1)
+    assert store.flush(timeout=30)
+    assert store.written == 1 and store.pending == 0
+    store.close()
+    store.close()  # idempotent
+    with pytest.raises(EventStoreError, match="is closed; events can no longer be added"):
+        store.add("exit", 1, 2, T0, 0)
+
+
+def test_close_commits_everything_even_before_the_first_batch(tmp_path):
+    path = tmp_path / "e.db"
+    store = EventStore(path, flush_interval=60, batch_size=1_000_000)
+    for i in range(50_000):
+        store.add("enter" if i % 2 == 0 else "exit", i // 2, i, T0 + i / 1000, 1, "s", "CPU")
+    store.close()
+    assert db_rows(path) == list(range(50_000))
+
+
+def test_batches_are_committed_while_running(tmp_path):
+    path = tmp_path / "e.db"
+    with EventStore(path, flush_interval=0.01, batch_size=100) as store:
+        for i in range(1000):
+            store.add("enter", i, i, T0, 1)
+        assert store.flush(timeout=30)
+        assert len(db_rows(path)) == 1000  # visible to another connection before close
+    assert integrity(path) == "ok"
+
+
+def test_full_database_is_a_clear_error_and_keeps_stored_events(tmp_path):
+    """A database that cannot grow (SQLite's max_page_count: the same SQLITE_FULL a full disk gives)."""
+    path = tmp_path / "full.db"
+    create_or_migrate(path)
+
+    def limit(conn):
+        conn.execute("PRAGMA max_page_count = 60")
+
+    apsw.connection_hooks.append(limit)
+    try:
+        store = EventStore(path, flush_interval=0.01)
+    finally:
+        apsw.connection_hooks.remove(limit)
+    for i in range(300):
+        store.add("enter", i, i, T0 + i, 1, "cam", "CPU")
+    assert store.flush(timeout=30)
+    with pytest.raises(EventStoreError) as info:
+        for i in range(300, 100_300):  # add() raises once the writer has failed
+            store.add("exit", i, i, T0 + i, 0, "cam", "CPU")
+        store.flush(timeout=30)
+    message = str(info.value)
+    assert "the disk or database is full" in message and "--db" in message and "\n" not in message
+    assert "events not saved" in message
+    with pytest.raises(EventStoreError, match="the disk or database is full"):
+        store.add("enter", 1, 1, T0, 1)
+    with pytest.raises(EventStoreError, match="the disk or database is full"):
+        store.close()
+    assert integrity(path) == "ok"
+    frames = db_rows(path)
+    assert frames[:300] == list(range(300))  # what was stored before is still there
+    assert frames == list(range(len(frames)))  # and nothing out of order or half-written
+
+
+def _as_unprivileged(cmd):
+    """Run ``cmd`` so that file permissions apply even when the tests run as root (a new user namespace)."""
+    if os.geteuid() == 0:
+        if not shutil.which("unshare"):
+            pytest.skip("running as root without `unshare`: file permissions cannot be tested")
+        cmd = ["unshare", "--user"] + cmd
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("folder_writable", [False, True])
+def test_read_only_database_is_a_clear_error_and_still_readable(tmp_path, folder_writable):
+    folder = tmp_path / "ro"
+    path = folder / "events.db"
+    with EventStore(path) as store:
+        store.add("enter", 1, 5, T0, 1, "cam", "CPU")
+    path.chmod(0o444)
+    folder.chmod(0o777 if folder_writable else 0o555)
+    try:
+        code = textwrap.dedent(f"""
+            from pose_fast.events import EventStore, EventStoreError, read_events
+            try:
+                EventStore({str(path)!r})
+            except EventStoreError as exc:
+                print("ERROR", exc)
+            print("COUNT", read_events({str(path)!r})[1])
+        """)
+        result = _as_unprivileged([sys.executable, "-c", code])
+    finally:
+        folder.chmod(0o755)
+        path.chmod(0o644)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"ERROR cannot open the events database {path}: the database is read-only"), lines
+    assert lines[1] == "COUNT 1"
+
+
+def test_default_path_is_per_user_and_overridable(monkeypatch, tmp_path):
+    monkeypatch.delenv("POSE_FAST_DB", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    if sys.platform.startswith("linux"):
+        assert default_db_path() == tmp_path / "data" / "pose_fast" / "events.sqlite3"
+        monkeypatch.delenv("XDG_DATA_HOME")
+        monkeypatch.setenv("HOME", str(tmp_path / "home"))
+        assert default_db_path() == tmp_path / "home" / ".local" / "share" / "pose_fast" / "events.sqlite3"
+    monkeypatch.setenv("POSE_FAST_DB", str(tmp_path / "env.db"))
+    assert default_db_path() == tmp_path / "env.db"
+    assert resolve_db_path(None) == tmp_path / "env.db"
+    assert resolve_db_path(str(tmp_path / "flag.db")) == tmp_path / "flag.db"
+
+
+def test_timestamps_are_iso_utc_with_z():
+    assert format_timestamp(0.0) == "1970-01-01T00:00:00.000Z"
+    assert format_timestamp(T0) == "2025-11-25T06:00:00.250Z"
+    assert format_timestamp(T0 + 0.7499) == "2025-11-25T06:00:00.999Z"  # truncated, never rounded up a second
+    assert parse_timestamp("2025-11-25T06:00:00Z") == "2025-11-25T06:00:00.000Z"
+    assert parse_timestamp("2025-11-25T08:00:00.5+02:00") == "2025-11-25T06:00:00.500Z"
+    assert parse_timestamp("2025-11-25") == "2025-11-25T00:00:00.000Z"
+    with pytest.raises(ValueError, match="not an ISO-8601 date-time: 'yesterday'"):
+        parse_timestamp("yesterday")
+
+
+def person_poses(*centre):
+    """One scripted standing person at ``centre`` (x, y), or no one."""
+    from pose_fast.poses import Poses
+
+    if not centre:
+        return Poses.empty()
+    kp = np.zeros((1, 18, 3), np.float32)
+    kp[0, :, 0] = centre[0] + np.linspace(-30, 30, 18)
+    kp[0, :, 1] = centre[1] + np.linspace(-140, 140, 18)
+    kp[0, :, 2] = 0.9
+    return Poses(kp, np.ones(1, np.float32))
+
+
+def test_tracker_events_reach_the_store(tmp_path):
+    path = tmp_path / "e.db"
+    with EventStore(path) as store:
+        tracker = Tracker(on_event=EventRecorder(store, "scripted", "CPU").record)
+        for i in range(30):
+            tracker.update(person_poses(300 + i, 250) if i < 20 else person_poses(), i, T0 + i / 10)
+        tracker.close(30, T0 + 3.0)
+    rows = db_rows(path, "SELECT kind, person_id, frame_index, people_count, source FROM events ORDER BY id")
+    assert rows == [("enter", 1, 0, 1, "scripted"), ("exit", 1, 19, 0, "scripted")]
+
+
+# -- shutdown: atexit, SIGTERM, Ctrl-C, SIGKILL (real child processes) ---------------------------------------------
+PRODUCER = textwrap.dedent("""
+    import sys, time
+    from pose_fast.events import EventStore, exit_on_sigterm
+    path, flush_interval, mode = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+    i = 0
+    def produce(store, limit=None):
+        global i
+        while limit is None or i < limit:
+            store.add("enter" if i % 2 == 0 else "exit", i // 2, i, time.time(), 1, "child", "CPU")
+            i += 1
+            if i % 1000 == 0:
+                if i == 5000:
+                    print("ready", flush=True)
+                time.sleep(0.02)
+    try:
+        if mode == "atexit":     # nobody closes the store: the interpreter's exit does
+            store = EventStore(path, flush_interval=flush_interval)
+            produce(store, 12345)
+            sys.exit(0)
+        with exit_on_sigterm(), EventStore(path, flush_interval=flush_interval) as store:
+            produce(store)
+    finally:
+        print("produced", i, flush=True)
+""")
+
+
+def _start_producer(tmp_path, flush_interval, mode="run"):
+    script = tmp_path / "producer.py"
+    script.write_text(PRODUCER)
+    path = tmp_path / "child.db"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, str(script), str(path), str(flush_interval), mode], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, path
+
+
+def test_unclosed_store_is_committed_at_exit(tmp_path):
+    proc, path = _start_producer(tmp_path, 60, mode="atexit")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert db_rows(path) == list(range(12345))
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, -signal.SIGINT)],
+                         ids=["SIGTERM", "SIGINT"])
+def test_signals_commit_every_event_produced(tmp_path, signum, code):
+    # a flush interval far longer than the run: without the shutdown path nearly nothing would be stored
+    proc, path = _start_producer(tmp_path, 60)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    produced = int(out.split()[-1])
+    frames = db_rows(path)
+    assert produced >= 5000
+    # every event added is stored (the signal may land between add() and the counter: one more, never fewer)
+    assert len(frames) in (produced, produced + 1), (len(frames), produced)
+    assert frames == list(range(len(frames)))
+    assert integrity(path) == "ok"
+
+
+def test_sigkill_loses_at_most_the_uncommitted_tail(tmp_path):
+    proc, path = _start_producer(tmp_path, 0.05)
+    assert proc.stdout.readline().strip() == "ready"
+    committed = 0
+    deadline = time.monotonic() + 60
+    while committed < 20_000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        committed = len(db_rows(path)) if path.exists() else 0
+    assert committed >= 20_000
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert integrity(path) == "ok"
+    frames = db_rows(path)
+    assert len(frames) >= committed                  # nothing committed is lost
+    assert frames == list(range(len(frames)))        # no holes: only the newest, uncommitted events can be missing
+    rows, count = read_events(path, offset=len(frames) - 1, limit=5)  # the API reads it
+    assert count == len(frames) and rows[0]["frame_index"] == len(frames) - 1
+    with EventStore(path) as store:                  # and the writer can continue it
+        store.add("enter", 0, len(frames), time.time(), 1)
+    assert len(db_rows(path)) == len(frames) + 1
+
+
+def test_exit_on_sigterm_restores_the_previous_handler():
+    before = signal.getsignal(signal.SIGTERM)
+    with exit_on_sigterm():
+        assert signal.getsignal(signal.SIGTERM) is not before
+        with pytest.raises(SystemExit) as info:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises before this ends
+        assert info.value.code == 143
+    assert signal.getsignal(signal.SIGTERM) is before
