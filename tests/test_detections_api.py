@@ -1,0 +1,251 @@
+"""GET /detections on real SQLite files: pagination, filters, errors, a writer under load, a real HTTP server."""
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from flask import Flask
+
+from pose_fast.events import EventStore, format_timestamp
+from webapp.detections import bp, create_detections_app
+
+T0 = 1_764_050_400.0  # 2025-11-25T06:00:00Z
+N = 237
+SOURCES = ("camera 0", "store-aisle.mp4")
+
+
+def event(i):
+    """The i-th scripted event (0-based): alternating kinds, two sources, one second apart."""
+    return ("enter" if i % 2 == 0 else "exit", i // 2, i, T0 + i, i % 3, SOURCES[i % 5 == 0], "CPU")
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("api") / "events.sqlite3"
+    with EventStore(path) as store:
+        for i in range(N):
+            store.add(*event(i))
+    return path
+
+
+@pytest.fixture(scope="module")
+def client(db):
+    app = Flask("detections-test")  # the blueprint on a bare app, as the web app registers it
+    app.config["DATABASE"] = str(db)
+    app.register_blueprint(bp)
+    return app.test_client()
+
+
+def expected(i):
+    kind, person, frame, ts, people, source, device = event(i)
+    return {"id": i + 1, "kind": kind, "person_id": person, "timestamp": format_timestamp(ts), "source": source,
+            "frame_index": frame, "people_count": people, "device": device}
+
+
+def links(header):
+    out = {}
+    for part in header.split(", "):
+        url, rel = part.split("; ")
+        out[rel[len('rel="'):-1]] = url[1:-1]
+    return out
+
+
+def test_first_page_defaults(client):
+    r = client.get("/detections")
+    assert r.status_code == 200 and r.mimetype == "application/json"
+    body = r.get_json()
+    assert body["results"] == [expected(i) for i in range(50)]
+    p = body["pagination"]
+    assert {k: p[k] for k in ("page", "per_page", "count", "pages", "prev")} == {
+        "page": 1, "per_page": 50, "count": N, "pages": 5, "prev": None}
+    assert parse_qs(urlsplit(p["next"]).query) == {"page": ["2"], "per-page": ["50"]}
+    rels = links(r.headers["Link"])
+    assert set(rels) == {"next", "first", "last"}
+    assert rels["next"] == p["next"]
+    assert parse_qs(urlsplit(rels["last"]).query)["page"] == ["5"]
+
+
+@pytest.mark.parametrize("query, per_page", [("per-page=7", 7), ("per_page=7", 7), ("per-page=1", 1),
+                                             ("per-page=100", 100), ("per-page=101", 100), ("per_page=100000", 100),
+                                             ("per-page=7&per_page=7", 7), ("per-page=+7", 7)])
+def test_per_page_aliases_and_clamp(client, query, per_page):
+    body = client.get(f"/detections?{query}").get_json()
+    assert body["pagination"]["per_page"] == per_page
+    assert len(body["results"]) == min(per_page, N)
+
+
+def test_walking_next_links_visits_every_event_once_in_id_order(client):
+    url, ids = "/detections?per_page=40&kind=exit", []
+    pages = 0
+    while url:
+        r = client.get(url)
+        body = r.get_json()
+        assert all(row["kind"] == "exit" for row in body["results"])
+        ids += [row["id"] for row in body["results"]]
+        url = body["pagination"]["next"]
+        pages += 1
+    assert ids == [i + 1 for i in range(N) if i % 2 == 1]
+    assert pages == body["pagination"]["pages"] == 3
+    # and back again through prev
+    prev = links(r.headers["Link"])["prev"]
+    assert parse_qs(urlsplit(prev).query) == {"kind": ["exit"], "page": ["2"], "per-page": ["40"]}
+
+
+@pytest.mark.parametrize("query, select", [
+    ("kind=enter", lambda i: i % 2 == 0),
+    ("source=store-aisle.mp4", lambda i: i % 5 == 0),
+    ("source=camera%200&kind=exit", lambda i: i % 5 != 0 and i % 2 == 1),
+    ("since=2025-11-25T06:01:00Z", lambda i: i >= 60),
+    ("until=2025-11-25T06:01:00Z", lambda i: i < 60),
+    ("since=2025-11-25T07:00:10%2B01:00&until=2025-11-25T06:00:20.000Z", lambda i: 10 <= i < 20),
+    ("since=2025-11-25T06:00:10&until=2025-11-25T06:03:00Z&kind=enter&source=camera%200",
+     lambda i: 10 <= i < 180 and i % 2 == 0 and i % 5 != 0),
+    ("source=nowhere", lambda i: False),
+])
+def test_filters(client, query, select):
+    want = [i for i in range(N) if select(i)]
+    got, url = [], f"/detections?per-page=100&{query}"
+    while url:
+        body = client.get(url).get_json()
+        assert body["pagination"]["count"] == len(want)
+        got += body["results"]
+        url = body["pagination"]["next"]
+    assert got == [expected(i) for i in want]
+
+
+def test_page_past_the_end_is_empty(client):
+    r = client.get("/detections?page=6")
+    assert r.status_code == 200
+    body = r.get_json()
+    assert body["results"] == [] and body["pagination"]["next"] is None
+    assert parse_qs(urlsplit(body["pagination"]["prev"]).query)["page"] == ["5"]  # the last page
+    assert client.get("/detections?page=2147483647").get_json()["results"] == []
+    empty = client.get("/detections?source=nowhere&page=3").get_json()
+    assert empty["pagination"]["prev"] is None and empty["pagination"]["pages"] == 0
+
+
+@pytest.mark.parametrize("query, message", [
+    ("page=abc", "page must be a whole number from 1 to 2147483647, got 'abc'"),
+    ("page=", "page must be a whole number from 1 to 2147483647, got ''"),
+    ("page=1.5", "page must be a whole number from 1 to 2147483647, got '1.5'"),
+    ("page=0", "page must be at least 1, got '0'"),
+    ("page=-3", "page must be at least 1, got '-3'"),
+    ("page=99999999999999999999999", "page must be at most 2147483647, got '99999999999999999999999'"),
+    ("per-page=0", "per-page must be at least 1, got '0'"),
+    ("per_page=-1", "per_page must be at least 1, got '-1'"),
+    ("per_page=ten", "per_page must be a whole number from 1 to 2147483647, got 'ten'"),
+    ("per-page=1e3", "per-page must be a whole number from 1 to 2147483647, got '1e3'"),
+    ("per-page=4294967296", "per-page must be at most 2147483647, got '4294967296'"),
+    ("per-page=5&per_page=6", "per-page and per_page disagree ('5' vs '6'); give one of them"),
+    ("kind=walk", "kind must be one of enter, exit, got 'walk'"),
+    ("source=", "source must be a non-empty name of at most 1000 characters"),
+    ("since=yesterday", "since: not an ISO-8601 date-time: 'yesterday' (e.g. 2026-11-25T07:00:00Z)"),
+    ("until=2025-13-01", "until: not an ISO-8601 date-time: '2025-13-01' (e.g. 2026-11-25T07:00:00Z)"),
+    ("since=2025-11-26&until=2025-11-25", "since (2025-11-26) must not be later than until (2025-11-25)"),
+])
+def test_bad_parameters_are_400_json(client, query, message):
+    r = client.get(f"/detections?{query}")
+    assert r.status_code == 400 and r.mimetype == "application/json"
+    assert r.get_json() == {"error": message, "status": 400}
+
+
+def test_missing_or_uninitialised_database_is_a_clear_json_error(tmp_path):
+    missing = tmp_path / "missing.db"
+    r = create_detections_app(missing).test_client().get("/detections")
+    assert r.status_code == 503
+    assert r.get_json()["error"] == (f"no events database at {missing}; run `pose-fast create-db --db {missing}` or "
+                                     f"start the demo with --db {missing}")
+    blank = tmp_path / "blank.db"
+    blank.write_bytes(b"")
+    r = create_detections_app(blank).test_client().get("/detections")
+    assert r.status_code == 503 and "run `pose-fast create-db" in r.get_json()["error"]
+    app = Flask("no-db")
+    app.register_blueprint(bp)
+    r = app.test_client().get("/detections")
+    assert r.status_code == 503 and "no events database configured" in r.get_json()["error"]
+
+
+def test_consistent_pages_while_a_writer_is_under_load(tmp_path):
+    """Tens of thousands of events written while the API pages through them: every page agrees with its count."""
+    path = tmp_path / "load.db"
+    total = 40_000
+    store = EventStore(path, batch_size=2000, flush_interval=0.01)
+    store.add(*event(0))
+    store.flush()
+    client = create_detections_app(path).test_client()
+    done = threading.Event()
+    errors = []
+
+    def write():
+        try:
+            for i in range(1, total):
+                store.add(*event(i))
+                if i % 500 == 0:
+                    done.wait(0.001)  # let the readers in now and then
+            store.close()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    checks = 0
+    last_count = 0
+    seen = []
+    while not done.is_set() or checks < 10:
+        for query, select in (("", lambda i: True), ("kind=exit&", lambda i: i % 2 == 1)):
+            first = client.get(f"/detections?{query}per-page=100").get_json()
+            count = first["pagination"]["count"]
+            seen.append(count)
+            assert count >= (last_count if not query else 0)
+            if not query:
+                last_count = count
+            # the last page of this snapshot-sized listing, and a page in the middle
+            for page in {max(1, -(-count // 100)), max(1, -(-count // 200))}:
+                body = client.get(f"/detections?{query}per-page=100&page={page}").get_json()
+                rows = body["results"]
+                assert body["pagination"]["count"] >= count
+                want = [i for i in range((page - 1) * 100 * (2 if query else 1), total) if select(i)][:len(rows)]
+                assert rows == [expected(i) for i in want], (query, page)
+                if body["pagination"]["count"] == count:
+                    assert len(rows) == min(100, count - (page - 1) * 100)
+            checks += 1
+    writer.join()
+    assert not errors, errors
+    assert checks >= 10
+    assert any(1 < n < total for n in seen), seen  # some pages were read while the writer was writing
+    final = client.get("/detections?page=400&per-page=100").get_json()
+    assert final["pagination"]["count"] == total and final["results"][-1] == expected(total - 1)
+
+
+@pytest.fixture()
+def http_server(db):
+    from waitress.server import create_server
+
+    server = create_server(create_detections_app(db), host="127.0.0.1", port=0, threads=2)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.effective_port}"
+    server.close()
+    thread.join(10)
+
+
+def test_real_http_server(http_server):
+    with urllib.request.urlopen(f"{http_server}/detections?page=2&per-page=10&kind=enter", timeout=30) as r:
+        assert r.status == 200 and r.headers["Content-Type"] == "application/json"
+        body = json.loads(r.read())
+        rels = links(r.headers["Link"])
+    assert [row["id"] for row in body["results"]] == [i + 1 for i in range(20, 40, 2)]
+    assert body["pagination"]["next"].startswith(f"{http_server}/detections?")
+    assert rels["prev"] == f"{http_server}/detections?kind=enter&page=1&per-page=10"
+    with urllib.request.urlopen(rels["next"], timeout=30) as r:
+        assert json.loads(r.read())["pagination"]["page"] == 3
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(f"{http_server}/detections?per-page=0", timeout=30)
+    assert info.value.code == 400
+    assert json.loads(info.value.read()) == {"error": "per-page must be at least 1, got '0'", "status": 400}
