@@ -1,0 +1,147 @@
+"""``pose-fast demo``: poses drawn over a camera, a video file or a stream, in a window and/or to files."""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+import click
+
+from cli.errors import UserError
+
+MODES = ("latency", "throughput")
+
+
+class _Progress:
+    """A sink that advances a click progress bar on stderr (files of known length only)."""
+
+    def __init__(self, bar):
+        self.bar = bar
+
+    def write(self, result) -> None:
+        self.bar.update(1)
+
+    def close(self) -> None:
+        pass
+
+
+def _summary(stats: dict, source, engine_text: str) -> str:
+    stages = stats["stages"]
+    lines = [
+        f"{source.describe()}",
+        f"engine: {engine_text}",
+        f"{stats['frames']} frames in {stats['elapsed_s']:.1f} s: {stats['fps']:.2f} FPS mean ({stats['mode']} "
+        f"mode, {stats['in_flight']} in flight), {stats['dropped']} stale frames dropped, "
+        f"up to {stats['people_max']} people",
+        "stage        p50 ms   p99 ms",
+    ]
+    for stage in ("capture", "inference", "decode", "render", "latency"):
+        name = "capture→shown" if stage == "latency" else stage
+        lines.append(f"{name:<12}{stages[stage]['p50']:>8.1f}{stages[stage]['p99']:>9.1f}")
+    return "\n".join(lines)
+
+
+def _check_display() -> None:
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise UserError("no display for the window (DISPLAY is not set): add --no-show, with --output or --json "
+                        "to keep the results")
+
+
+@click.command("demo")
+@click.option("--device-name", "-d", default="CPU", show_default=True,
+              help="OpenVINO device: CPU, GPU, NPU, MYRIAD, AUTO, or an AUTO:/MULTI:/HETERO: list.")
+@click.option("--video-url", "-i", default="0", show_default=True,
+              help="Camera index, video file, or http(s)/rtsp URL.")
+@click.option("--precision", default=None, help="Model precision: FP32, FP16 or FP16-INT8 (default per device).")
+@click.option("--model", "-m", default=None, type=click.Path(dir_okay=False),
+              help="Model .xml (default: found via POSE_FAST_MODEL_DIR or the model cache).")
+@click.option("--input-height", default=256, show_default=True, type=int,
+              help="Network input height, a multiple of 8 (lower is faster, less accurate).")
+@click.option("--mode", type=click.Choice(MODES), default=None,
+              help="latency: one frame at a time, newest camera frame wins; throughput: every frame, as fast as "
+                   "the device allows. Default: latency for cameras and streams, throughput for files.")
+@click.option("--output", "-o", default=None, type=click.Path(dir_okay=False),
+              help="Write the annotated video here (.mp4).")
+@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
+              help="Write one JSON object per frame here (JSON Lines).")
+@click.option("--no-show", is_flag=True, help="Do not open a window.")
+@click.option("--loop", is_flag=True, help="Restart a video file at its end.")
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="Stop after N frames.")
+@click.option("--db", default=None, type=click.Path(dir_okay=False),
+              help="Events database for enter/exit events (default: $POSE_FAST_DB or the per-user data folder).")
+@click.option("--no-db", is_flag=True, help="Record no events (and draw order numbers instead of track ids).")
+@click.option("--server", default=None, envvar="POSE_FAST_SERVER",
+              help="Remote engine, grpc://host:port[/model] (env POSE_FAST_SERVER).")
+def demo(device_name, video_url, precision, model, input_height, mode, output, json_path, no_show, loop, limit,
+         db, no_db, server):
+    """Show poses over a camera, a video file or a stream.
+
+    In the window, q or Esc quits and space pauses. At the end a summary gives frames, mean FPS and per-stage
+    latency (p50/p99).
+    """
+    from pose_fast.frames import SourceError, open_source
+
+    if db and no_db:
+        raise UserError("--db and --no-db contradict each other: give one")
+    if not no_show:
+        _check_display()
+    try:
+        source = open_source(video_url)
+    except SourceError as exc:
+        raise UserError(str(exc)) from None
+    with source:
+        if mode is None:
+            mode = "latency" if source.live else "throughput"
+        _run(source, device_name, precision, model, input_height, mode, output, json_path, no_show, loop, limit,
+             db, no_db, server)
+
+
+def _run(source, device_name, precision, model, input_height, mode, output, json_path, no_show, loop, limit, db,
+         no_db, server):
+    from pose_fast.engine import EngineError, open_engine
+    from pose_fast.events import EventRecorder, EventStore, EventStoreError, exit_on_sigterm, resolve_db_path
+    from pose_fast.frames import SourceError
+    from pose_fast.pipeline import Pipeline
+    from pose_fast.sinks import JsonlSink, SinkError, VideoSink, WindowSink
+    from pose_fast.tracking import Tracker
+
+    expected = (OSError, EngineError, EventStoreError, SinkError, SourceError)
+    with contextlib.ExitStack() as stack:
+        try:
+            engine = stack.enter_context(open_engine(server=server, model=model, device=device_name,
+                                                     precision=precision, input_height=input_height, mode=mode))
+            sinks = []
+            if json_path:
+                sinks.append(stack.enter_context(JsonlSink(json_path)))
+            if output:
+                sinks.append(stack.enter_context(VideoSink(output, fps=source.fps)))
+            if not no_show:
+                sinks.append(stack.enter_context(WindowSink(f"pose_fast: {source.spec}")))
+            tracker = None
+            if not no_db:
+                store = stack.enter_context(EventStore(resolve_db_path(db)))
+                recorder = EventRecorder(store, source=source.spec, device=device_name)
+                tracker = Tracker(on_event=recorder.record)
+            total = None  # frames the progress bar counts to: none for cameras, streams, endless loops
+            if not source.live:
+                total = limit if loop else min(source.frame_count, limit or source.frame_count)
+            if total:
+                bar = stack.enter_context(click.progressbar(length=total, label="frames", file=sys.stderr,
+                                                            show_pos=True, show_eta=True))
+                sinks.append(_Progress(bar))
+            pipe = Pipeline(source, engine, tracker=tracker, sinks=sinks, mode=mode, limit=limit, loop=loop)
+            stack.enter_context(exit_on_sigterm())
+            try:
+                pipe.run()
+            except KeyboardInterrupt:
+                pass
+        except expected as exc:
+            raise UserError(_one_line(exc)) from None
+        except ValueError as exc:  # the engine's frame checks, a tracker parameter
+            raise UserError(_one_line(exc)) from None
+    click.echo(_summary(pipe.stats(), source, engine.describe() if hasattr(engine, "describe") else device_name))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,543 @@
+"""Threads and back-pressure between capture, inference, decoding, overlay and the sinks.
+
+::
+
+    capture thread ──► FrameRing slot ──► feeder thread ──► engine.submit(slot)     (N requests in flight)
+                                                              │ OpenVINO callback thread: decode → Poses
+    run() (the calling thread) ◄── results, reordered ◄───────┘
+        tracker → render on the slot → every sink's write() → release the slot
+
+Every queue is bounded: the ring has a fixed number of slots, the feeder holds at most N requests in flight, and a
+slot comes back to capture only after the last sink has written it. No frame is copied: the engine reads the slot,
+the renderer draws on it and the sinks show or encode it.
+
+Modes
+-----
+``throughput``
+    Every frame, in order, with as many requests in flight as the engine has: for files.
+``latency``
+    One request in flight. A live source (camera, stream) is read continuously and the newest frame wins: a frame
+    that is not picked up before the next one arrives is dropped (``stats()["dropped"]``). A file is read on demand,
+    just before its inference, so its frames are never stale and none is dropped.
+"""
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .frames import FrameRing, FrameSlot, FrameSource
+from .poses import Poses
+from .render import Renderer, order_numbers
+from .sinks import StopPipeline
+
+__all__ = ["Pipeline", "FrameResult", "MODES", "STAGES", "PipelineError"]
+
+MODES = ("latency", "throughput")
+#: Per-frame timings (ms) in every FrameResult and in stats(); ``latency`` is capture done -> overlay done.
+STAGES = ("capture", "inference", "decode", "render", "latency")
+_END = object()
+_POLL = 0.1  # s: how often blocked threads look at the stop flag
+_HISTORY = 1 << 15  # frames of timings kept for percentiles (a fixed array: memory stays flat)
+
+
+class PipelineError(RuntimeError):
+    """The pipeline was set up wrongly (bad mode, limit, ...)."""
+
+
+@dataclass
+class FrameResult:
+    """One processed frame, handed to every sink in order. ``frame`` is the annotated ring slot: valid only during
+    ``write()``; copy or encode it there, keep no reference."""
+
+    index: int
+    timestamp: float
+    frame: np.ndarray
+    poses: Poses
+    track_ids: Optional[np.ndarray]
+    timings: Dict[str, float]
+    fps: float
+    inference_ms: float
+    people: int
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    slot: Optional[FrameSlot] = None
+    sequence: int = 0
+
+
+class _Series:
+    """Fixed-size history of per-frame timings for p50/p99 (oldest overwritten after ``_HISTORY`` frames)."""
+
+    def __init__(self, stages: Sequence[str], capacity: int = _HISTORY):
+        self.stages = tuple(stages)
+        self.data = np.zeros((len(self.stages), capacity), np.float64)
+        self.sums = np.zeros(len(self.stages), np.float64)
+        self.count = 0
+
+    def add(self, timings: Dict[str, float]) -> None:
+        col = self.count % self.data.shape[1]
+        for i, stage in enumerate(self.stages):
+            value = float(timings.get(stage, 0.0))
+            self.data[i, col] = value
+            self.sums[i] += value
+        self.count += 1
+
+    def summary(self) -> Dict[str, Dict[str, float]]:
+        n = min(self.count, self.data.shape[1])
+        out = {}
+        for i, stage in enumerate(self.stages):
+            if n:
+                p50, p99 = np.percentile(self.data[i, :n], (50, 99))
+                out[stage] = {"p50": float(p50), "p99": float(p99), "mean": float(self.sums[i] / self.count)}
+            else:
+                out[stage] = {"p50": 0.0, "p99": 0.0, "mean": 0.0}
+        return out
+
+
+class Pipeline:
+    """Capture → inference → decode → tracker → overlay → sinks, overlapped, in frame order.
+
+    Parameters
+    ----------
+    source : FrameSource
+    engine : pose_fast.engine.Engine or RemoteEngine
+        Prepared here for the source's frame size.
+    decoder : callable, optional
+        ``decoder(heatmaps, pafs, frame_size=(w, h)) -> Poses``; default :class:`pose_fast.decode.Decoder` (one
+        per OpenVINO callback thread). A given decoder is called under a lock.
+    tracker : pose_fast.tracking.Tracker, optional
+        When given, ``update()`` runs on every frame in order; its ids are drawn and passed on as ``track_ids``,
+        and ``close()`` runs at the end.
+    sinks : list
+        Objects with ``write(result)``; the pipeline does not close them.
+    mode : {"throughput", "latency"}
+    renderer : Renderer, optional
+        Default ``Renderer()``; ``False`` draws nothing.
+    limit : int, optional
+        Stop after this many processed frames.
+    loop : bool
+        Restart files at their end (until ``limit`` or :meth:`stop`).
+    ring_size : int, optional
+        Slots in the frame ring; default: requests in flight + 4.
+    """
+
+    def __init__(self, source: FrameSource, engine, decoder=None, tracker=None, sinks: Sequence = (),
+                 mode: str = "throughput", renderer: Optional[Renderer] = None, limit: Optional[int] = None,
+                 loop: bool = False, ring_size: Optional[int] = None):
+        if mode not in MODES:
+            raise PipelineError(f"unknown mode {mode!r}: use latency or throughput")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise PipelineError(f"limit must be a positive number of frames, got {limit!r}")
+        self.source = source
+        self.engine = engine
+        self.tracker = tracker
+        self.sinks = list(sinks)
+        self.mode = mode
+        self.renderer = Renderer() if renderer is None else renderer
+        self.limit = limit
+        self.loop = bool(loop)
+        self._user_decoder = decoder
+        self._decoder_lock = threading.Lock()
+        self._local = threading.local()
+        engine.prepare(source.width, source.height)  # compiles; the request count is known only after this
+        self.in_flight = 1 if mode == "latency" else max(1, int(engine.num_requests))
+        self.ring = FrameRing(ring_size or self.in_flight + 4, source.shape)
+        self._stop = threading.Event()
+        self._error: Optional[BaseException] = None
+        self._error_lock = threading.Lock()
+        self._slots_in_flight = threading.Semaphore(self.in_flight)
+        self._captured: queue.Queue = queue.Queue(maxsize=len(self.ring) + 1)
+        self._latest: Optional[FrameSlot] = None
+        self._latest_cond = threading.Condition()
+        self._capture_done = False
+        self._results: Dict[int, tuple] = {}
+        self._results_cond = threading.Condition()
+        self._submitted = 0
+        self._feeder_done = False
+        self._threads: List[threading.Thread] = []
+        self._runner: Optional[threading.Thread] = None
+        self._series = _Series(STAGES)
+        self._recent = collections.deque(maxlen=32)
+        self._frame_index = 0
+        self._started_at = None
+        self._finished_at = None
+        self.frames_delivered_seq = 0
+        self.frames = 0
+        self.dropped = 0
+        self.people_total = 0
+        self.people_max = 0
+        self.last_people = 0
+        self.last_index = -1
+        self.last_timestamp = 0.0
+        self.stop_reason = None
+        self._ran = False
+
+    # -- control ---------------------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the run to end (any thread): no new frames are submitted; those in flight are still delivered."""
+        if self.stop_reason is None:
+            self.stop_reason = "stopped"
+        self._stop.set()
+        with self._latest_cond:
+            self._latest_cond.notify_all()
+        with self._results_cond:
+            self._results_cond.notify_all()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._error_lock:
+            if self._error is None:
+                self._error = exc
+        self.stop_reason = "error"
+        self.stop()
+
+    def start(self) -> Pipeline:
+        """Run in a background thread; see :meth:`join` and :meth:`stop`."""
+        def target():
+            try:
+                self.run()
+            except BaseException as exc:  # noqa: BLE001 - kept for join()
+                with self._error_lock:
+                    if self._error is None:
+                        self._error = exc
+
+        self._runner = threading.Thread(target=target, name="pipeline", daemon=True)
+        self._runner.start()
+        return self
+
+    def join(self, timeout: Optional[float] = None) -> dict:
+        """Wait for a :meth:`start`-ed run; re-raise its error; return :meth:`stats`."""
+        if self._runner is not None:
+            self._runner.join(timeout)
+            if self._runner.is_alive():
+                return self.stats()
+        if self._error is not None:
+            raise self._error
+        return self.stats()
+
+    # -- the run ---------------------------------------------------------------------------------------------------
+    def run(self) -> dict:
+        """Process the source until its end, ``limit``, :meth:`stop` or an error (re-raised here); return stats.
+
+        KeyboardInterrupt stops the run cleanly (frames in flight are delivered) and is re-raised.
+        """
+        if self._ran:
+            raise PipelineError("a Pipeline runs once: make a new one")
+        self._ran = True
+        self.engine.set_callback(self._on_result)
+        live = self.mode == "latency" and self.source.live
+        if self.mode == "throughput":
+            self._spawn(self._capture_in_order, "capture")
+        elif live:
+            self._spawn(self._capture_newest, "capture")
+        self._spawn(self._feed, "feeder")
+        self._started_at = time.perf_counter()
+        interrupted = None
+        try:
+            self._deliver()
+        except KeyboardInterrupt as exc:
+            interrupted = exc
+            self.stop_reason = "interrupted"
+            self.stop()
+            try:
+                self._deliver()  # frames already in flight
+            except BaseException:  # noqa: BLE001
+                pass
+        except BaseException as exc:  # noqa: BLE001
+            self._fail(exc)
+        finally:
+            self._finish()
+        if interrupted is not None:
+            raise interrupted
+        if self._error is not None:
+            raise self._error
+        return self.stats()
+
+    def _spawn(self, target, name: str) -> None:
+        def guarded():
+            try:
+                target()
+            except BaseException as exc:  # noqa: BLE001 - reported by run()
+                self._fail(exc)
+            finally:
+                if name == "feeder":
+                    with self._results_cond:
+                        self._feeder_done = True
+                        self._results_cond.notify_all()
+
+        thread = threading.Thread(target=guarded, name=f"pipeline-{name}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _finish(self) -> None:
+        self._stop.set()
+        self.ring.close()
+        with self._latest_cond:
+            self._latest_cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        try:
+            self.engine.wait_all()
+        except BaseException as exc:  # noqa: BLE001
+            self._fail(exc)
+        # give back whatever is still held (results of a stopped run, frames never submitted)
+        with self._results_cond:
+            leftovers = [entry[0] for entry in self._results.values()]
+            self._results.clear()
+        with self._latest_cond:
+            if self._latest is not None:
+                leftovers.append(self._latest)
+                self._latest = None
+        while True:
+            try:
+                item = self._captured.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _END:
+                leftovers.append(item)
+        for slot in leftovers:
+            if slot.refs > 0:
+                self.ring.release(slot)
+        if self.tracker is not None and self.frames:
+            try:
+                self.tracker.close(self.last_index, self.last_timestamp)
+            except BaseException as exc:  # noqa: BLE001
+                self._fail(exc)
+        self._finished_at = time.perf_counter()
+        if self.stop_reason is None:
+            self.stop_reason = "limit" if self.limit is not None and self.frames >= self.limit else "end"
+
+    # -- capture ---------------------------------------------------------------------------------------------------
+    def _read_into_slot(self) -> Optional[FrameSlot]:
+        """Take a free slot and read the next frame into it; None at the end of the source or when stopping."""
+        while True:
+            slot = None
+            while slot is None:
+                if self._stop.is_set():
+                    return None
+                slot = self.ring.acquire(timeout=_POLL)
+            start = time.perf_counter()
+            frame = self.source.read(slot.array)
+            done = time.perf_counter()
+            if frame is not None:
+                slot.frame_index = self._frame_index
+                self._frame_index += 1
+                slot.timestamp = time.time()
+                slot.captured_at = done
+                slot.capture_ms = (done - start) * 1000.0
+                return slot
+            self.ring.release(slot)
+            if not (self.loop and self.source.rewind()):
+                return None
+
+    def _capture_in_order(self) -> None:
+        """Throughput: every frame, in order, into a bounded queue (blocks when the ring is full)."""
+        count = 0
+        try:
+            while not self._stop.is_set() and (self.limit is None or count < self.limit):
+                slot = self._read_into_slot()
+                if slot is None:
+                    break
+                count += 1
+                while True:
+                    try:
+                        self._captured.put(slot, timeout=_POLL)
+                        break
+                    except queue.Full:
+                        if self._stop.is_set():
+                            self.ring.release(slot)
+                            return
+        finally:
+            self._capture_done = True
+            try:
+                self._captured.put_nowait(_END)
+            except queue.Full:
+                pass  # the feeder also ends on _capture_done
+
+    def _capture_newest(self) -> None:
+        """Latency, live source: read continuously; the newest frame replaces (drops) one not yet picked up."""
+        try:
+            while not self._stop.is_set():
+                slot = self._read_into_slot()
+                if slot is None:
+                    break
+                with self._latest_cond:
+                    stale, self._latest = self._latest, slot
+                    self._latest_cond.notify_all()
+                if stale is not None:
+                    self.dropped += 1
+                    self.ring.release(stale)
+        finally:
+            with self._latest_cond:
+                self._capture_done = True
+                self._latest_cond.notify_all()
+
+    def _next_frame(self) -> Optional[FrameSlot]:
+        if self.mode == "throughput":
+            while True:
+                try:
+                    item = self._captured.get(timeout=_POLL)
+                except queue.Empty:
+                    if self._stop.is_set() or (self._capture_done and self._captured.empty()):
+                        return None
+                    continue
+                return None if item is _END else item
+        if self.source.live:
+            with self._latest_cond:
+                while self._latest is None:
+                    if self._stop.is_set() or self._capture_done:
+                        return None
+                    self._latest_cond.wait(_POLL)
+                slot, self._latest = self._latest, None
+                return slot
+        return self._read_into_slot()  # latency, file: read just in time
+
+    # -- inference -------------------------------------------------------------------------------------------------
+    def _feed(self) -> None:
+        while not self._stop.is_set():
+            if self.limit is not None and self._submitted >= self.limit:
+                break
+            while not self._slots_in_flight.acquire(timeout=_POLL):
+                if self._stop.is_set():
+                    return
+            slot = self._next_frame()
+            if slot is None:
+                self._slots_in_flight.release()
+                break
+            if self._stop.is_set():
+                self._slots_in_flight.release()
+                self.ring.release(slot)
+                break
+            seq = self._submitted
+            try:
+                self.engine.submit(slot.array, (seq, slot))
+            except BaseException:
+                self._slots_in_flight.release()
+                self.ring.release(slot)
+                raise
+            with self._results_cond:
+                self._submitted += 1
+
+    def _decoder(self):
+        if self._user_decoder is not None:
+            return self._user_decoder
+        decoder = getattr(self._local, "decoder", None)
+        if decoder is None:
+            from .decode import Decoder
+
+            decoder = self._local.decoder = Decoder()
+        return decoder
+
+    def _on_result(self, heatmaps, pafs, userdata, infer_ms) -> None:
+        """OpenVINO callback thread: decode now (the output arrays are valid only during this call)."""
+        seq, slot = userdata
+        try:
+            start = time.perf_counter()
+            if self._user_decoder is not None:
+                with self._decoder_lock:
+                    poses = self._user_decoder(heatmaps, pafs, frame_size=self.source.size)
+            else:
+                poses = self._decoder()(heatmaps, pafs, frame_size=self.source.size)
+            # own the arrays: a decoder may reuse its buffers, and the tracker may smooth them in place
+            poses = Poses(np.array(poses.keypoints, np.float32), np.array(poses.scores, np.float32))
+            decode_ms = (time.perf_counter() - start) * 1000.0
+            entry = (slot, poses, float(infer_ms), decode_ms, None)
+        except BaseException as exc:  # noqa: BLE001 - reported by run()
+            entry = (slot, None, float(infer_ms), 0.0, exc)
+        with self._results_cond:
+            self._results[seq] = entry
+            self._results_cond.notify_all()
+        self._slots_in_flight.release()
+
+    # -- output ----------------------------------------------------------------------------------------------------
+    def _deliver(self) -> None:
+        """In the calling thread: take results in order; track, draw, write to every sink, release the slot."""
+        while True:
+            with self._results_cond:
+                seq = self.frames_delivered_seq
+                while seq not in self._results:
+                    if self._feeder_done and seq >= self._submitted:
+                        return
+                    if self._error is not None:
+                        return
+                    self._results_cond.wait(_POLL)
+                entry = self._results.pop(seq)
+            self.frames_delivered_seq = seq + 1
+            slot, poses, infer_ms, decode_ms, exc = entry
+            try:
+                if exc is not None:
+                    raise exc
+                self._deliver_one(seq, slot, poses, infer_ms, decode_ms)
+            except StopPipeline:
+                self.stop_reason = "quit"
+                self.stop()
+            finally:
+                self.ring.release(slot)
+
+    def _deliver_one(self, seq: int, slot: FrameSlot, poses: Poses, infer_ms: float, decode_ms: float) -> None:
+        track_ids = None
+        if self.tracker is not None:
+            track_ids = np.asarray(self.tracker.update(poses, slot.frame_index, slot.timestamp))
+            labels = track_ids
+        else:
+            labels = order_numbers(poses.keypoints)
+        now = time.perf_counter()
+        self._recent.append(now)
+        fps = self._fps()
+        people = len(poses)
+        start = time.perf_counter()
+        if self.renderer:
+            self.renderer.draw(slot.array, poses, labels, inference_ms=infer_ms, fps=fps, people=people)
+        done = time.perf_counter()
+        timings = {"capture": slot.capture_ms, "inference": infer_ms, "decode": decode_ms,
+                   "render": (done - start) * 1000.0, "latency": (done - slot.captured_at) * 1000.0}
+        result = FrameResult(index=slot.frame_index, timestamp=slot.timestamp, frame=slot.array, poses=poses,
+                             track_ids=track_ids, timings=timings, fps=fps, inference_ms=infer_ms, people=people,
+                             labels=labels, slot=slot, sequence=seq)
+        self._series.add(timings)
+        self.frames += 1
+        self.people_total += people
+        self.people_max = max(self.people_max, people)
+        self.last_people = people
+        self.last_index, self.last_timestamp = slot.frame_index, slot.timestamp
+        for sink in self.sinks:
+            sink.write(result)
+
+    def _fps(self) -> float:
+        if len(self._recent) < 2:
+            return 0.0
+        span = self._recent[-1] - self._recent[0]
+        return (len(self._recent) - 1) / span if span > 0 else 0.0
+
+    # -- numbers ---------------------------------------------------------------------------------------------------
+    def stats(self) -> dict:
+        """frames, dropped, elapsed_s, fps (mean), inference_ms (mean), people (last frame), people_max,
+        people_mean, stages ({stage: {p50, p99, mean}}), and flat ``<stage>_p50`` / ``<stage>_p99`` (ms)."""
+        end = self._finished_at or time.perf_counter()
+        elapsed = (end - self._started_at) if self._started_at else 0.0
+        stages = self._series.summary()
+        out = {
+            "frames": self.frames,
+            "dropped": self.dropped,
+            "elapsed_s": elapsed,
+            "fps": self.frames / elapsed if elapsed > 0 else 0.0,
+            "inference_ms": stages["inference"]["mean"],
+            "people": self.last_people,
+            "people_max": self.people_max,
+            "people_mean": self.people_total / self.frames if self.frames else 0.0,
+            "mode": self.mode,
+            "in_flight": self.in_flight,
+            "stop_reason": self.stop_reason,
+            "stages": stages,
+        }
+        for stage, values in stages.items():
+            out[f"{stage}_p50"] = values["p50"]
+            out[f"{stage}_p99"] = values["p99"]
+        return out
