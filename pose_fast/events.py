@@ -31,6 +31,7 @@ Table ``events``: ``id`` (ascending, stable), ``kind`` ("enter"/"exit"), ``perso
 from __future__ import annotations
 
 import atexit
+import bisect
 import contextlib
 import math
 import os
@@ -39,7 +40,7 @@ import sys
 import threading
 import time
 import weakref
-from collections import deque
+from collections import Counter, deque
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -71,10 +72,13 @@ MIGRATIONS = (
         device TEXT NOT NULL
     );
     """,
-    # 1 -> 2: indexes for the API's filters, and per (kind, source) counts kept by triggers (O(1) totals)
+    # 1 -> 2: indexes for the API's filters (each keeps id order for its equality filter), and per (kind, source)
+    # counts for O(1) totals. The writer adds to the counts in the same transaction as the events (cheaper than a
+    # trigger per row); a trigger takes deletions off.
     """
     CREATE INDEX events_kind ON events(kind);
     CREATE INDEX events_source ON events(source);
+    CREATE INDEX events_source_kind ON events(source, kind);
     CREATE INDEX events_timestamp ON events(timestamp);
     CREATE TABLE event_counts (
         kind TEXT NOT NULL,
@@ -83,12 +87,11 @@ MIGRATIONS = (
         PRIMARY KEY (kind, source)
     ) WITHOUT ROWID;
     INSERT INTO event_counts (kind, source, n) SELECT kind, source, count(*) FROM events GROUP BY kind, source;
-    CREATE TRIGGER events_counted AFTER INSERT ON events BEGIN
-        INSERT INTO event_counts (kind, source, n) VALUES (new.kind, new.source, 1)
-            ON CONFLICT (kind, source) DO UPDATE SET n = n + 1;
-    END;
+    CREATE TABLE event_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO event_meta (key, value) VALUES ('deletions', 0), ('instance', abs(random()));
     CREATE TRIGGER events_uncounted AFTER DELETE ON events BEGIN
         UPDATE event_counts SET n = n - 1 WHERE kind = old.kind AND source = old.source;
+        UPDATE event_meta SET value = value + 1 WHERE key = 'deletions';
     END;
     """,
 )
@@ -96,6 +99,8 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 _INSERT = ("INSERT INTO events (kind, person_id, timestamp, source, frame_index, people_count, device) "
            "VALUES (?, ?, ?, ?, ?, ?, ?)")
+_COUNT = ("INSERT INTO event_counts (kind, source, n) VALUES (?, ?, ?) "
+          "ON CONFLICT (kind, source) DO UPDATE SET n = n + excluded.n")
 _COLUMNS = ("id", "kind", "person_id", "timestamp", "source", "frame_index", "people_count", "device")
 
 
@@ -445,12 +450,14 @@ class EventStore:
     def _write(self, batch):
         fmt = format_timestamp
         rows = [(k, p, fmt(t), s, f, n, d) for (k, p, t, s, f, n, d) in batch]
+        counts = [(k, s, n) for (k, s), n in Counter((row[0], row[3]) for row in batch).items()]
         conn = self._conn
         for attempt in range(100):
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     conn.executemany(_INSERT, rows)
+                    conn.executemany(_COUNT, counts)
                     conn.execute("COMMIT")
                 except BaseException:
                     if not conn.getautocommit():
@@ -546,39 +553,75 @@ def _open_reader(path) -> apsw.Connection:
     return conn
 
 
-#: Counts of time-filtered queries, kept between requests: ``(path, filters) -> (total, max_id, count)``.
-_count_cache: Dict[tuple, Tuple[int, int, int]] = {}
-_count_lock = threading.Lock()
-_COUNT_CACHE_SIZE = 256
-_SMALL_RESULT = 20000  # a filtered result this small is paged through its timestamp index; larger ones in id order
+class _Listing:
+    """What earlier requests learnt about one filtered listing of one database file, valid while no event is deleted
+    (ids only grow).
 
-
-def _count_by_time(conn, path, where, args) -> int:
-    """count(*) for a filter with since/until, incrementally: only events newer than the last count are scanned.
-
-    Events are append-only (ids grow); a deletion (the total no longer adds up) drops the cached count.
+    ``max_id``/``count``: the matching events up to ``max_id`` (time filters: later counts only scan newer events).
+    ``offsets``/``ids``: anchors, the id at a position of the listing, so that the next page (or any page after a
+    known one) walks from the nearest anchor instead of from the start.
     """
-    cond = " AND ".join(where)
-    total = int(conn.execute("SELECT coalesce(sum(n), 0) FROM event_counts").fetchall()[0][0])
-    max_id = conn.execute("SELECT max(id) FROM events").fetchall()[0][0] or 0
+
+    __slots__ = ("generation", "max_id", "count", "offsets", "ids")
+
+    def __init__(self, generation):
+        self.generation = generation
+        self.max_id = None
+        self.count = 0
+        self.offsets: List[int] = []
+        self.ids: List[int] = []
+
+
+_listings: Dict[tuple, _Listing] = {}
+_listings_lock = threading.Lock()
+_LISTINGS = 256       # listings remembered per process
+_ANCHORS = 4096       # anchors per listing
+_SMALL_RESULT = 20000  # a time-filtered result this small is paged through its timestamp index, larger in id order
+
+
+def _listing(path, cond, args, generation) -> _Listing:
     key = (str(path), cond, tuple(args))
-    with _count_lock:
-        cached = _count_cache.get(key)
-    if cached is not None and cached[1] <= max_id:
-        old_total, old_max, old_count = cached
-        new_rows = conn.execute("SELECT count(*) FROM events WHERE id > ?", (old_max,)).fetchall()[0][0]
-        if old_total + new_rows == total:
-            count = old_count + (conn.execute(f"SELECT count(*) FROM events WHERE id > ? AND {cond}",
-                                              [old_max] + args).fetchall()[0][0] if new_rows else 0)
-        else:
-            cached = None
-    if cached is None or cached[1] > max_id:
+    with _listings_lock:
+        entry = _listings.get(key)
+        if entry is None or entry.generation != generation:
+            if len(_listings) >= _LISTINGS:
+                _listings.clear()
+            entry = _listings[key] = _Listing(generation)
+        return entry
+
+
+def _count_where(conn, entry, cond, args, max_id) -> int:
+    """count(*) of a filtered listing; only events newer than the last count are scanned."""
+    if entry.max_id is not None and entry.max_id <= max_id:
+        if entry.max_id == max_id:
+            return entry.count
+        new = conn.execute(f"SELECT count(*) FROM events WHERE id > ? AND {cond}", [entry.max_id] + args)
+        count = entry.count + int(new.fetchall()[0][0])
+    else:
         count = int(conn.execute(f"SELECT count(*) FROM events WHERE {cond}", args).fetchall()[0][0])
-    with _count_lock:
-        if len(_count_cache) >= _COUNT_CACHE_SIZE:
-            _count_cache.clear()
-        _count_cache[key] = (total, max_id, count)
+    entry.max_id, entry.count = max_id, count
     return count
+
+
+def _first_id_at(conn, entry, walk, args, offset):
+    """The id at position ``offset`` of the listing, walking from the nearest known anchor."""
+    i = bisect.bisect_right(entry.offsets, offset) - 1
+    if i >= 0:
+        row = conn.execute(f"SELECT id FROM events WHERE {walk} AND id >= ? ORDER BY id LIMIT 1 OFFSET ?",
+                           args + [entry.ids[i], offset - entry.offsets[i]]).fetchall()
+    else:
+        row = conn.execute(f"SELECT id FROM events WHERE {walk} ORDER BY id LIMIT 1 OFFSET ?",
+                           args + [offset]).fetchall()
+    if not row:
+        return None
+    first = row[0][0]
+    if i < 0 or entry.offsets[i] != offset:
+        if len(entry.offsets) >= _ANCHORS:
+            del entry.offsets[1::2], entry.ids[1::2]  # thin out, keep the spread
+        j = bisect.bisect_left(entry.offsets, offset)
+        entry.offsets.insert(j, offset)
+        entry.ids.insert(j, first)
+    return first
 
 
 def read_events(path, *, kind: Optional[str] = None, source: Optional[str] = None, since: Optional[str] = None,
@@ -589,8 +632,9 @@ def read_events(path, *, kind: Optional[str] = None, source: Optional[str] = Non
     Opens its own read-only connection (readers never block the writer, nor it them). Raises EventStoreError when
     the database is missing, not initialised or unreadable.
 
-    Cost: the total comes from the per-(kind, source) counts table (O(1)) or, with since/until, from an incremental
-    count; an unfiltered page is an id range (O(log n)); a filtered page walks an index up to the page.
+    Cost, with events only ever appended: the total comes from the per-(kind, source) counts (O(1)), or with
+    since/until from a count that later requests extend with the newer events only; an unfiltered page is an id
+    range (O(log n)); a filtered page walks an index from the nearest page seen before (the next page: O(page)).
     """
     where, args = [], []
     if kind is not None:
@@ -607,36 +651,37 @@ def read_events(path, *, kind: Optional[str] = None, source: Optional[str] = Non
         where.append("timestamp < ?")
         args.append(until)
     cols = ", ".join(_COLUMNS)
-    cond = " AND ".join(where)
+    cond = " AND ".join(where) or "1"
     conn = _open_reader(path)
     try:
         conn.execute("BEGIN")  # one snapshot for the count and the page
         try:
+            # what earlier requests learnt holds for this very file (instance) until an event is deleted
+            meta = dict(conn.execute("SELECT key, value FROM event_meta").fetchall())
+            generation = (meta["instance"], meta["deletions"])
+            # two queries: SQLite answers min() and max() from the b-tree's ends only when each is asked alone
+            lo = conn.execute("SELECT min(id) FROM events").fetchall()[0][0]
+            hi = conn.execute("SELECT max(id) FROM events").fetchall()[0][0] or 0
+            entry = _listing(path, cond, args, generation)
             if by_time:
-                count = _count_by_time(conn, path, where, args)
+                count = _count_where(conn, entry, cond, args, hi)
             else:
                 sql = "SELECT coalesce(sum(n), 0) FROM event_counts" + (f" WHERE {cond}" if where else "")
                 count = int(conn.execute(sql, args).fetchall()[0][0])
             rows: list = []
             if offset < count and limit > 0:
-                if not where:
-                    lo, hi = conn.execute("SELECT min(id), max(id) FROM events").fetchall()[0]
-                    if lo is not None and hi - lo + 1 == count:  # no holes: the page is an id range (O(log n))
-                        rows = conn.execute(f"SELECT {cols} FROM events WHERE id >= ? ORDER BY id LIMIT ?",
-                                            (lo + offset, limit)).fetchall()
-                    else:
-                        rows = conn.execute(f"SELECT {cols} FROM events ORDER BY id LIMIT ? OFFSET ?",
-                                            (limit, offset)).fetchall()
+                if not where and hi - lo + 1 == count:  # no holes: the page is an id range (O(log n))
+                    first = lo + offset
+                    walk = cond
                 else:
                     walk = cond
                     if by_time and count > _SMALL_RESULT:
                         # many matches: walk in id order (stops at the page) rather than sort them all by id
                         walk = cond.replace("timestamp", "+timestamp")
-                    first = conn.execute(f"SELECT id FROM events WHERE {walk} ORDER BY id LIMIT 1 OFFSET ?",
-                                         args + [offset]).fetchall()
-                    if first:
-                        rows = conn.execute(f"SELECT {cols} FROM events WHERE {walk} AND id >= ? ORDER BY id "
-                                            f"LIMIT ?", args + [first[0][0], limit]).fetchall()
+                    first = _first_id_at(conn, entry, walk, args, offset)
+                if first is not None:
+                    rows = conn.execute(f"SELECT {cols} FROM events WHERE {walk} AND id >= ? ORDER BY id LIMIT ?",
+                                        args + [first, limit]).fetchall()
         finally:
             conn.execute("COMMIT")
     except apsw.Error as exc:

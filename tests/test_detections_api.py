@@ -249,3 +249,38 @@ def test_real_http_server(http_server):
         urllib.request.urlopen(f"{http_server}/detections?per-page=0", timeout=30)
     assert info.value.code == 400
     assert json.loads(info.value.read()) == {"error": "per-page must be at least 1, got '0'", "status": 400}
+
+
+def test_listings_stay_right_when_events_are_deleted_or_the_file_is_replaced(tmp_path):
+    """Counts and page positions learnt by earlier requests are dropped when events are deleted by hand, or when
+    the database file is replaced by another one at the same path."""
+    import apsw
+
+    path = tmp_path / "e.db"
+    client = create_detections_app(path).test_client()
+    queries = ("", "kind=exit&", "since=2025-11-25T06:00:30Z&")
+    selects = (lambda row: True, lambda row: row["kind"] == "exit",
+               lambda row: row["timestamp"] >= "2025-11-25T06:00:30.000Z")
+
+    def write(indexes):
+        with EventStore(path) as store:
+            for i in indexes:
+                store.add(*event(i))
+        return [dict(expected(i), id=n) for n, i in enumerate(indexes, start=1)]
+
+    def check(stored):
+        for query, select in zip(queries, selects):
+            want = [row for row in stored if select(row)]
+            for page in (1, 2, 3, 2):
+                body = client.get(f"/detections?{query}per-page=40&page={page}").get_json()
+                assert body["pagination"]["count"] == len(want), query
+                assert body["results"] == want[(page - 1) * 40:page * 40], (query, page)
+
+    check(write(range(300)))
+    path.unlink()
+    stored = write(range(1, 250))  # another file at the same path: other events at the same positions
+    check(stored)
+    conn = apsw.Connection(str(path))
+    conn.execute("DELETE FROM events WHERE id BETWEEN 11 AND 60 OR id > 190")
+    conn.close()
+    check([row for row in stored if not (11 <= row["id"] <= 60 or row["id"] > 190)])
