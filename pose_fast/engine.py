@@ -1,0 +1,327 @@
+"""The OpenVINO engine: device validation, preprocessing inside the model, sync and async inference.
+
+The engine takes frames as OpenCV gives them (H×W×3 uint8 BGR) without copying them: the compiled model does the
+resize, layout change and type conversion (``PrePostProcessor``), and the network is reshaped once to the
+source's aspect ratio instead of stretching frames. Output tensors are handed out as views into the request's
+memory, valid until that request runs again.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from . import _ov
+from ._ov import AsyncInferQueue, Core, Layout, PrePostProcessor, ResizeAlgorithm, Type
+from .model import HEATMAP_OUTPUT, INPUT_NAME, PAF_OUTPUT, ModelError, default_precision, resolve_model
+
+MODES = ("latency", "throughput")
+DEVICE_FAMILIES = ("CPU", "GPU", "NPU", "MYRIAD", "AUTO")
+VIRTUAL_PREFIXES = ("AUTO", "MULTI", "HETERO", "BATCH")
+DEFAULT_INPUT_HEIGHT = 256
+STRIDE = 8
+MYRIAD_REQUESTS = 4  # the stick pipelines several requests
+
+ResultCallback = Callable[[np.ndarray, np.ndarray, object, float], None]
+
+
+class EngineError(RuntimeError):
+    """The engine cannot run as asked; the message is one line that says what to do."""
+
+
+def network_size_for(frame_width: int, frame_height: int, input_height: int = DEFAULT_INPUT_HEIGHT) -> tuple:
+    """Network input (width, height) for a source: fixed height, width a multiple of 8 keeping the aspect."""
+    if frame_width <= 0 or frame_height <= 0:
+        raise ValueError(f"frame size must be positive, got {frame_width}x{frame_height}")
+    if input_height <= 0 or input_height % STRIDE:
+        raise ValueError(f"input height must be a positive multiple of {STRIDE}, got {input_height}")
+    width = max(STRIDE, int(round(input_height * frame_width / frame_height / STRIDE)) * STRIDE)
+    return width, input_height
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("Exception from", "Check ")):
+            return line
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def validate_device(core: Core, device: str) -> str:
+    """Return the device name if this machine can run it, else raise EngineError listing what it has."""
+    name = (device or "").strip()
+    if not name:
+        raise EngineError("no device given: use --device-name CPU, GPU, NPU, MYRIAD or AUTO")
+    available = _ov.available_devices(core)
+    have = ", ".join(available) or "none"
+    prefix, _, rest = name.partition(":")
+    if rest or prefix.upper() in VIRTUAL_PREFIXES:
+        if prefix.upper() not in VIRTUAL_PREFIXES:
+            raise EngineError(f"unknown device {name!r}: use CPU, GPU, GPU.0, NPU, MYRIAD, AUTO or "
+                              f"AUTO:/MULTI:/HETERO: lists; this machine has: {have}")
+        for part in filter(None, rest.split(",")):
+            _check_physical(core, part.split("(")[0].strip(), available, have)
+        return prefix.upper() + (":" + rest if rest else "")
+    _check_physical(core, name, available, have)
+    return name
+
+
+def _check_physical(core: Core, name: str, available: list, have: str) -> None:
+    family = name.split(".")[0].upper()
+    if family == "MYRIAD":
+        _check_myriad(core, available, have)
+        return
+    if family not in DEVICE_FAMILIES:
+        raise EngineError(f"unknown device {name!r}: use CPU, GPU, GPU.0, NPU, MYRIAD or AUTO; "
+                          f"this machine has: {have}")
+    if name.upper() == "AUTO":
+        return
+    upper = [d.upper() for d in available]
+    if name.upper() in upper or (("." not in name) and any(d.startswith(name.upper() + ".") for d in upper)):
+        return
+    raise EngineError(f"device {name} is not available on this machine (it has: {have}); "
+                      f"use --device-name {available[0] if available else 'CPU'} or AUTO")
+
+
+def _check_myriad(core: Core, available: list, have: str) -> None:
+    if not _ov.HAS_MYRIAD_SUPPORT:
+        raise EngineError(f"the Neural Compute Stick 2 (MYRIAD) needs OpenVINO 2022.3 LTS, but this is OpenVINO "
+                          f"{_ov.VERSION.split('-')[0]}: install openvino==2022.3.* (Python 3.7-3.10) or choose "
+                          f"another device (this machine has: {have})")
+    if any(d.upper().startswith("MYRIAD") for d in available):
+        return
+    try:
+        core.get_property("MYRIAD", "FULL_DEVICE_NAME")
+    except Exception as exc:  # noqa: BLE001
+        if "not registered" in str(exc):
+            raise EngineError("this OpenVINO has no MYRIAD plugin (Device with \"MYRIAD\" name is not "
+                              "registered): install the OpenVINO 2022.3 runtime archive that includes it (the "
+                              "PyPI wheel does not), e.g. the Raspberry Pi archive, and source its setupvars.sh; "
+                              f"this machine has: {have}") from None
+    raise EngineError("no Neural Compute Stick 2 found (the MYRIAD plugin is installed but sees no stick): attach "
+                      "the stick, install the udev rules (install_NCS_udev_rules.sh from the OpenVINO archive) "
+                      f"and re-plug it; this machine has: {have}")
+
+
+def default_cache_dir() -> Path:
+    """Where compiled models are cached: ``$XDG_CACHE_HOME/pose_fast/compiled``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "pose_fast" / "compiled"
+
+
+class Engine:
+    """An OpenVINO compiled model for human-pose-estimation-0001 with preallocated infer requests.
+
+    Parameters
+    ----------
+    model : path, optional
+        An ``.xml``; default: resolved by :func:`pose_fast.model.resolve_model`.
+    device : str
+        ``CPU``, ``GPU``, ``GPU.0``, ``NPU``, ``MYRIAD``, ``AUTO`` or an ``AUTO:``/``MULTI:``/``HETERO:`` list.
+    precision : str, optional
+        ``FP32``, ``FP16`` or ``FP16-INT8``; default FP16 on MYRIAD, FP16-INT8 elsewhere.
+    input_height : int
+        Network input height (multiple of 8); lower is faster and less accurate.
+    mode : {"latency", "throughput"}
+        The OpenVINO performance hint, and the default number of requests (1, or the device's optimum).
+    num_requests : int, optional
+        Infer requests kept for :meth:`submit`.
+    cache_dir : path, optional
+        Compiled-model cache; ``""`` disables it. Default :func:`default_cache_dir`.
+    """
+
+    def __init__(self, model=None, device: str = "CPU", precision: Optional[str] = None,
+                 input_height: int = DEFAULT_INPUT_HEIGHT, mode: str = "latency",
+                 num_requests: Optional[int] = None, cache_dir=None, core: Optional[Core] = None):
+        if mode not in MODES:
+            raise EngineError(f"unknown mode {mode!r}: use latency or throughput")
+        if num_requests is not None and num_requests < 1:
+            raise EngineError(f"the number of requests must be at least 1, got {num_requests}")
+        if input_height <= 0 or input_height % STRIDE:
+            raise EngineError(f"--input-height must be a positive multiple of {STRIDE}, got {input_height}")
+        self.core = core or Core()
+        self.device = validate_device(self.core, device)
+        self.precision = precision or default_precision(self.device)
+        try:
+            self.model_path = resolve_model(model, self.precision, self.device)
+        except ModelError as exc:
+            raise EngineError(str(exc)) from None
+        self.mode = mode
+        self.input_height = input_height
+        self._requested = num_requests
+        self._set_cache(cache_dir)
+        try:
+            self._model = self.core.read_model(str(self.model_path))
+        except Exception as exc:  # noqa: BLE001
+            raise EngineError(f"OpenVINO cannot read {self.model_path} ({_first_line(exc)}): the model files "
+                              f"are damaged; fetch them again with `pose-fast fetch-model`") from None
+        names = {name for port in self._model.outputs for name in port.get_names()}
+        if not {PAF_OUTPUT, HEATMAP_OUTPUT} <= names or INPUT_NAME not in self._model.inputs[0].get_names():
+            raise EngineError(f"{self.model_path} is not human-pose-estimation-0001 (outputs: "
+                              f"{', '.join(sorted(names))})")
+        self.frame_size = None
+        self.network_size = None
+        self.output_size = None
+        self.last_infer_ms = 0.0
+        self.compiled = None
+        self._request = None
+        self._queue = None
+        self._callback: Optional[ResultCallback] = None
+        self._callback_error: Optional[BaseException] = None
+        self._lock = threading.Lock()
+
+    # -- set-up --------------------------------------------------------------------------------------------------
+    def _set_cache(self, cache_dir) -> None:
+        if cache_dir == "":
+            return
+        path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            self.core.set_property({_ov.CACHE_DIR: str(path)})
+        except OSError:
+            pass  # a read-only home only costs start-up time
+
+    @property
+    def num_requests(self) -> int:
+        if self._requested is not None:
+            return self._requested
+        if self.device.upper().startswith("MYRIAD"):
+            return MYRIAD_REQUESTS
+        if self.mode == "latency" or self.compiled is None:
+            return 1
+        try:
+            return max(1, int(self.compiled.get_property(_ov.OPTIMAL_NUMBER_OF_INFER_REQUESTS)))
+        except Exception:  # noqa: BLE001
+            return 2
+
+    def prepare(self, frame_width: int, frame_height: int) -> None:
+        """Reshape the network to the source's aspect ratio and compile it; a no-op for the same size."""
+        if self.frame_size == (frame_width, frame_height):
+            return
+        if self._queue is not None:
+            self._queue.wait_all()
+        net_w, net_h = network_size_for(frame_width, frame_height, self.input_height)
+        model = self._model.clone() if hasattr(self._model, "clone") else self.core.read_model(str(self.model_path))
+        model.reshape({model.inputs[0].get_any_name(): [1, 3, net_h, net_w]})
+        ppp = PrePostProcessor(model)
+        tensor = ppp.input().tensor()
+        tensor.set_element_type(Type.u8)
+        tensor.set_layout(Layout("NHWC"))
+        tensor.set_shape([1, frame_height, frame_width, 3])
+        ppp.input().preprocess().convert_element_type(Type.f32)
+        if (net_w, net_h) != (frame_width, frame_height):
+            ppp.input().preprocess().resize(ResizeAlgorithm.RESIZE_LINEAR)
+        ppp.input().model().set_layout(Layout("NCHW"))
+        model = ppp.build()
+        config = {_ov.PERFORMANCE_HINT: self.mode.upper()}
+        try:
+            self.compiled = self.core.compile_model(model, self.device, config)
+        except Exception as exc:  # noqa: BLE001
+            raise EngineError(f"could not load the model on {self.device} ({_first_line(exc)}); try "
+                              f"--device-name CPU") from None
+        self._heat_port = self.compiled.output(HEATMAP_OUTPUT)
+        self._paf_port = self.compiled.output(PAF_OUTPUT)
+        shape = list(self._heat_port.get_shape())
+        self.output_size = (int(shape[3]), int(shape[2]))
+        self.network_size = (net_w, net_h)
+        self.frame_size = (frame_width, frame_height)
+        self._request = self.compiled.create_infer_request()
+        self._queue = AsyncInferQueue(self.compiled, self.num_requests)
+        self._queue.set_callback(self._on_done)
+
+    # -- inference ---------------------------------------------------------------------------------------------
+    def _input(self, frame) -> np.ndarray:
+        if frame is None or not isinstance(frame, np.ndarray) or frame.size == 0:
+            raise ValueError("empty frame: the source gave no image (check the camera or the video file)")
+        if frame.dtype != np.uint8:
+            raise ValueError(f"frame must be uint8 BGR as OpenCV reads it, got dtype {frame.dtype}")
+        if frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"frame must be H x W x 3 (BGR), got shape {frame.shape}")
+        height, width = frame.shape[:2]
+        if self.frame_size is None:
+            self.prepare(width, height)
+        elif self.frame_size != (width, height):
+            raise ValueError(f"frame is {width}x{height} but the engine was prepared for "
+                             f"{self.frame_size[0]}x{self.frame_size[1]}: call prepare() for the new source")
+        return np.ascontiguousarray(frame)[None]
+
+    def infer(self, frame: np.ndarray) -> tuple:
+        """Run one frame synchronously; return (heatmaps (19,h,w), pafs (38,h,w)) views into the request."""
+        batch = self._input(frame)
+        self._request.set_input_tensor(_ov.shared_tensor(batch))
+        start = time.perf_counter()
+        self._request.infer()
+        self.last_infer_ms = (time.perf_counter() - start) * 1000.0
+        return (self._request.get_tensor(self._heat_port).data[0],
+                self._request.get_tensor(self._paf_port).data[0])
+
+    def set_callback(self, callback: ResultCallback) -> None:
+        """``callback(heatmaps, pafs, userdata, infer_ms)``, called in an OpenVINO thread after each submit."""
+        self._callback = callback
+
+    def submit(self, frame: np.ndarray, userdata=None) -> None:
+        """Start inference on ``frame``; blocks while every request is busy. Keep ``frame`` unchanged until
+        its callback has run."""
+        self._raise_callback_error()
+        if self._callback is None:
+            raise EngineError("set_callback() must be called before submit()")
+        batch = self._input(frame)
+        self._queue.start_async({0: _ov.shared_tensor(batch)}, (userdata, batch, time.perf_counter()))
+
+    def _on_done(self, request, data) -> None:
+        userdata, _batch, start = data
+        infer_ms = (time.perf_counter() - start) * 1000.0
+        self.last_infer_ms = infer_ms
+        try:
+            self._callback(request.get_tensor(self._heat_port).data[0],
+                           request.get_tensor(self._paf_port).data[0], userdata, infer_ms)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the submitting thread
+            with self._lock:
+                if self._callback_error is None:
+                    self._callback_error = exc
+
+    def _raise_callback_error(self) -> None:
+        with self._lock:
+            exc, self._callback_error = self._callback_error, None
+        if exc is not None:
+            raise exc
+
+    def wait_all(self) -> None:
+        """Wait for every submitted frame's callback; re-raise the first error a callback raised."""
+        if self._queue is not None:
+            self._queue.wait_all()
+        self._raise_callback_error()
+
+    def close(self) -> None:
+        if self._queue is not None:
+            self._queue.wait_all()
+        self._queue = None
+        self._request = None
+        self.compiled = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def describe(self) -> str:
+        size = f"{self.network_size[0]}x{self.network_size[1]}" if self.network_size else "not prepared"
+        return (f"{self.device} {self.precision} {size}, {self.num_requests} request(s), {self.mode}, "
+                f"OpenVINO {_ov.VERSION.split('-')[0]}")
+
+
+def open_engine(server: Optional[str] = None, **kwargs):
+    """The local :class:`Engine`, or a remote one when ``server`` (or ``POSE_FAST_SERVER``) names a KServe
+    v2 gRPC endpoint (``grpc://host:port[/model]``)."""
+    server = server or os.environ.get("POSE_FAST_SERVER") or None
+    if not server:
+        return Engine(**kwargs)
+    from .remote import RemoteEngine
+
+    return RemoteEngine(server, num_requests=kwargs.get("num_requests"), mode=kwargs.get("mode", "latency"))
