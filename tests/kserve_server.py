@@ -1,0 +1,191 @@
+"""A real KServe v2 gRPC server for the remote-engine tests: PyPI ``kserve`` serving the pose IR through OpenVINO.
+
+Run it in its own process (and its own virtualenv: ``.ci/remote.sh`` makes ``.venv-kserve``), because kserve's
+protobuf definitions clash with the client library's inside one process::
+
+    .venv-kserve/bin/python tests/kserve_server.py --xml MODEL.xml [--port 0] [--name NAME] [--dynamic-width]
+
+It binds only 127.0.0.1 and serves gRPC only (no REST port). ``--port 0`` picks a free port. Once the model is
+compiled and the port is bound it prints ``READY <port>`` on stdout, so a test can wait for that line. SIGTERM stops it.
+
+Besides kserve's own API it answers the model-repository ``RepositoryIndex`` call (the Triton extension of the
+KServe v2 protocol, which kserve lacks), so the client's "the server has: ..." message can be tested for real.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import queue
+import signal
+import sys
+from concurrent import futures
+
+MODEL_NAME = "human-pose-estimation-0001"
+SERVICE = "inference.GRPCInferenceService"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--xml", required=True, help="the OpenVINO IR (.xml) of human-pose-estimation-0001")
+    parser.add_argument("--port", type=int, default=0, help="gRPC port on 127.0.0.1 (0: a free one)")
+    parser.add_argument("--name", default=MODEL_NAME, help="the model name served")
+    parser.add_argument("--dynamic-width", action="store_true", help="serve an input of width -1 (any width)")
+    parser.add_argument("--streams", type=int, default=0,
+                        help="parallel OpenVINO infer requests (0: the device's optimum for THROUGHPUT)")
+    return parser.parse_args(argv)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _varint((number << 3) | 2) + _varint(len(payload)) + payload
+
+
+def repository_index_response(names) -> bytes:
+    """``inference.RepositoryIndexResponse`` with one READY ``ModelIndex`` per name (hand-encoded protobuf)."""
+    return b"".join(_field(1, _field(1, n.encode()) + _field(2, b"1") + _field(3, b"READY")) for n in names)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    # kserve parses sys.argv when imported: hide ours from it.
+    sys.argv = sys.argv[:1]
+    import grpc
+    import kserve
+    import numpy as np
+    import openvino as ov
+    from grpc import aio
+    from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+    from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
+    from kserve.protocol.grpc.server import GRPCServer
+    from kserve.protocol.grpc.servicer import InferenceServicer
+    from kserve.protocol.infer_type import InferOutput, InferResponse
+
+    ov_type_names = {"f32": "FP32", "f16": "FP16", "u8": "UINT8"}
+
+    class PoseModel(kserve.Model):
+        """human-pose-estimation-0001 compiled for the CPU with a pool of infer requests."""
+
+        def __init__(self, name: str, xml: str, dynamic_width: bool, streams: int):
+            super().__init__(name)
+            self.xml, self.dynamic_width, self.streams = xml, dynamic_width, streams
+            self.load()
+
+        def load(self) -> bool:
+            core = ov.Core()
+            model = core.read_model(self.xml)
+            if self.dynamic_width:
+                shape = model.inputs[0].get_partial_shape()
+                model.reshape({model.inputs[0].get_any_name(): ov.PartialShape([1, 3, shape[2], -1])})
+            config = {"PERFORMANCE_HINT": "THROUGHPUT"}
+            if self.streams:
+                config["NUM_STREAMS"] = str(self.streams)
+            self.compiled = core.compile_model(model, "CPU", config)
+            count = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+            self.requests = queue.Queue()
+            for _ in range(max(1, count)):
+                self.requests.put(self.compiled.create_infer_request())
+            self.executor = futures.ThreadPoolExecutor(max_workers=max(1, count), thread_name_prefix="ov-infer")
+            self.ready = True
+            return self.ready
+
+        @staticmethod
+        def _tensor_types(ports) -> list:
+            out = []
+            for port in ports:
+                dims = [d.get_length() if d.is_static else -1 for d in port.get_partial_shape()]
+                datatype = ov_type_names[port.get_element_type().get_type_name()]
+                out.append({"name": port.get_any_name(), "datatype": datatype, "shape": dims})
+            return out
+
+        def get_input_types(self) -> list:
+            return self._tensor_types(self.compiled.inputs)
+
+        def get_output_types(self) -> list:
+            return self._tensor_types(self.compiled.outputs)
+
+        def _run(self, batch):
+            request = self.requests.get()
+            try:
+                request.infer({0: batch})
+                return [(port.get_any_name(), np.array(request.get_tensor(port).data))
+                        for port in self.compiled.outputs]
+            finally:
+                self.requests.put(request)
+
+        async def predict(self, payload, headers=None, response_headers=None):
+            batch = payload.inputs[0].as_numpy()
+            loop = asyncio.get_running_loop()
+            results = await loop.run_in_executor(self.executor, self._run, batch)
+            outputs = []
+            for name, array in results:
+                out = InferOutput(name=name, shape=list(array.shape), datatype="FP32")
+                out.set_data_from_numpy(array.astype(np.float32, copy=False), binary_data=True)
+                outputs.append(out)
+            return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=outputs,
+                                 use_binary_outputs=True)
+
+    class LoopbackGRPCServer(GRPCServer):
+        """kserve's gRPC server, bound to 127.0.0.1 only, plus RepositoryIndex; prints READY <port>."""
+
+        async def start(self, max_workers):
+            servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
+            self._server = aio.server(futures.ThreadPoolExecutor(max_workers=max_workers),
+                                      interceptors=(ExceptionToStatusInterceptor(),))
+            grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
+            registry = self._data_plane.model_registry
+
+            async def repository_index(_request: bytes, _context) -> bytes:
+                return repository_index_response(sorted(registry.get_models()))
+
+            self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {
+                "RepositoryIndex": grpc.unary_unary_rpc_method_handler(
+                    repository_index, request_deserializer=None, response_serializer=None)}),))
+            port = self._server.add_insecure_port(f"127.0.0.1:{self._port}")
+            await self._server.start()
+            print(f"READY {port}", flush=True)
+            await self._server.wait_for_termination()
+
+    class LoopbackModelServer(kserve.ModelServer):
+        """kserve.ModelServer serving gRPC on 127.0.0.1 only (its REST server would bind 0.0.0.0)."""
+
+        def start(self, models) -> None:
+            for model in models:
+                self.register_model(model)
+                model.start()
+            self._grpc_server = LoopbackGRPCServer(self.grpc_port, self.dataplane, self.model_repository_extension,
+                                                   kwargs={}, grace_period=1)
+            asyncio.run(self._serve_until_signal())
+
+        async def _serve_until_signal(self) -> None:
+            loop = asyncio.get_running_loop()
+            stop = asyncio.Event()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            serving = asyncio.ensure_future(self._grpc_server.start(self.max_threads))
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
+            if serving.done():
+                serving.result()  # a failed start (port taken...) raises here
+                return
+            await self._grpc_server.stop()
+            await serving
+
+    model = PoseModel(args.name, args.xml, args.dynamic_width, args.streams)
+    server = LoopbackModelServer(grpc_port=args.port, enable_grpc=True, enable_latency_logging=False,
+                                 max_threads=8, grace_period=1)
+    server.start([model])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
