@@ -114,9 +114,9 @@ class OneEuroFilter:
 
 class _Track:
     __slots__ = ("id", "keypoints", "velocity", "box_size", "history", "misses", "first_frame", "first_time",
-                 "last_frame", "last_time", "born", "filter", "filter_vis", "matched_now")
+                 "last_frame", "last_time", "last_clock", "born", "filter", "filter_vis", "matched_now")
 
-    def __init__(self, keypoints, frame_index, timestamp, filter_):
+    def __init__(self, keypoints, frame_index, timestamp, clock, filter_):
         self.id = -1
         self.keypoints = keypoints.astype(np.float64)  # (18, 3) last matched detection (raw)
         self.velocity = np.zeros(2)                    # pixels per source frame
@@ -124,6 +124,7 @@ class _Track:
         self.misses = 0
         self.first_frame, self.first_time = frame_index, timestamp
         self.last_frame, self.last_time = frame_index, timestamp
+        self.last_clock = clock  # the tracker's monotonic clock when last seen (ages tracks)
         self.born = False
         self.filter = filter_
         self.filter_vis = None
@@ -204,7 +205,7 @@ class Tracker:
         self._next_id = 1
         self._last_frame = None
         self._last_time = None
-        self._closed = False
+        self._clock = 0.0
 
     # -- public state -----------------------------------------------------------------------------------------
     @property
@@ -228,7 +229,8 @@ class Tracker:
         frame_index : int
             Index of the frame in its source; must increase from call to call (gaps are fine).
         timestamp : float
-            Seconds since the epoch (``time.time()``) of the frame; must not go backwards.
+            Seconds since the epoch (``time.time()``) of the frame. Ages are measured from the increases of the
+            timestamps, so a wall clock stepped back (NTP) ages nobody and is not an error.
 
         Returns
         -------
@@ -236,6 +238,8 @@ class Tracker:
             The track id of each pose, or -1 while its track is not yet born.
         """
         keypoints = self._check_call(poses, frame_index, timestamp)
+        if self._last_time is not None:
+            self._clock += max(0.0, timestamp - self._last_time)  # a wall-clock step back ages nobody
         self._last_frame, self._last_time = int(frame_index), float(timestamp)
         n_det = keypoints.shape[0]
         for track in self._tracks:
@@ -260,7 +264,7 @@ class Tracker:
                 self._continue(track, keypoints[d], visible[d], frame_index, timestamp)
             else:
                 track = _Track(np.where(visible[d][:, None], keypoints[d], 0.0), frame_index, timestamp,
-                               OneEuroFilter(*self._filter_args) if self.smoothing else None)
+                               self._clock, OneEuroFilter(*self._filter_args) if self.smoothing else None)
                 self._tracks.append(track)
                 match[d] = len(self._tracks) - 1
             if self.smoothing:
@@ -280,7 +284,7 @@ class Tracker:
                 track.misses += 1
             del track.history[:-self.hit_window]
             if track.born:
-                if (track.misses >= self.min_misses and timestamp - track.last_time > self.max_age):
+                if (track.misses >= self.min_misses and self._clock - track.last_clock > self.max_age):
                     deaths.append(track)
                     continue
             elif track.misses > self.hit_window - self.min_hits:
@@ -331,8 +335,6 @@ class Tracker:
         if self._last_frame is not None and frame_index <= self._last_frame:
             raise ValueError(f"frame_index must increase from one update to the next: got {frame_index} after "
                              f"{self._last_frame}")
-        if self._last_time is not None and timestamp < self._last_time:
-            raise ValueError(f"timestamp must not go backwards: got {timestamp} after {self._last_time}")
         return keypoints.astype(np.float64, copy=False)
 
     def _similarity(self, keypoints, visible, frame_index):
@@ -373,7 +375,7 @@ class Tracker:
             step = (new[common, :2] - track.keypoints[common, :2]).mean(0) / frames
             track.velocity = 0.5 * track.velocity + 0.5 * step
         track.keypoints = new
-        track.last_frame, track.last_time = int(frame_index), float(timestamp)
+        track.last_frame, track.last_time, track.last_clock = int(frame_index), float(timestamp), self._clock
         track.history.append(True)
         track.misses = 0
         track.matched_now = True

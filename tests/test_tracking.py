@@ -257,8 +257,18 @@ def test_bad_update_calls_have_explicit_messages():
     tracker.update(poses, 5, T0)
     with pytest.raises(ValueError, match=r"^frame_index must increase from one update to the next: got 5 after 5$"):
         tracker.update(poses, 5, T0 + 1)
-    with pytest.raises(ValueError, match=r"^timestamp must not go backwards"):
-        tracker.update(poses, 6, T0 - 1)
+
+
+def test_a_wall_clock_stepped_back_ages_nobody():
+    """time.time() can jump back (NTP): the tracker keeps ageing by the increases only, it does not fail."""
+    rec = Recorder()
+    tracker = Tracker(on_event=rec, min_hits=1, hit_window=1, max_age=1.0)
+    times = [T0, T0 + 0.1, T0 - 3600, T0 - 3599.9, T0 - 3599.8, T0 - 3599.0, T0 - 3598.0]
+    people = [[person(300, 250)], [person(300, 250)], [], [], [person(300, 250)], [], []]
+    for i, (ts, p) in enumerate(zip(times, people)):
+        tracker.update(frame(*p)[0], i, ts)
+    # seen at frame 4; missed at 5 (0.8 s of clock) and 6 (1.8 s): dies at frame 6, stamped with frame 4's time
+    assert rec.events == [("enter", 1, 0, T0, 1), ("exit", 1, 4, T0 - 3599.8, 0)]
 
 
 def test_one_euro_filter_validates_and_passes_constants_through():
