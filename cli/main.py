@@ -41,3 +41,7 @@ def run(name, args=None):
     module, attr, _ = COMMANDS[name]
     command = getattr(importlib.import_module(module), attr)
     command.main(args=args, prog_name=f"pose-fast {name}")
+
+
+if __name__ == "__main__":
+    cli()
