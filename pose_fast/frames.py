@@ -17,6 +17,7 @@ Example
 """
 from __future__ import annotations
 
+import collections
 import os
 import threading
 import time
@@ -97,12 +98,15 @@ class FrameSource:
         Frames in a file (as the container reports it); None for cameras and live streams.
     live : bool
         True for cameras and streams without a known length: frames keep coming and old ones go stale.
+    realtime : bool
+        A file read at its own frame rate, as a camera would deliver it (``read()`` waits for each frame's time);
+        such a source is live.
     reallocations : int
         Reads where OpenCV did not write into the given array (always 0 with :class:`FrameRing` slots).
     """
 
     def __init__(self, spec, *, open_timeout_ms: int = DEFAULT_OPEN_TIMEOUT_MS,
-                 read_timeout_ms: int = DEFAULT_READ_TIMEOUT_MS):
+                 read_timeout_ms: int = DEFAULT_READ_TIMEOUT_MS, realtime: bool = False):
         self.kind, self._target = parse_spec(spec)
         self.spec = str(spec)
         self.open_timeout_ms = int(open_timeout_ms)
@@ -120,7 +124,10 @@ class FrameSource:
         self.fps = float(fps) if fps and np.isfinite(fps) and 0 < fps < 1000 else None
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if self.kind != "camera" else 0
         self.frame_count = count if count > 0 else None
-        self.live = self.kind == "camera" or self.frame_count is None
+        self.realtime = bool(realtime) and self.kind != "camera"
+        self.live = self.kind == "camera" or self.frame_count is None or self.realtime
+        self._interval = 1.0 / (self.fps or 25.0)
+        self._due = None
         self._pending = first
 
     # -- opening ---------------------------------------------------------------------------------------------------
@@ -187,7 +194,7 @@ class FrameSource:
     @property
     def seekable(self) -> bool:
         """Whether :meth:`rewind` can restart the source (files, and streams of known length)."""
-        return not self.live
+        return self.kind != "camera" and self.frame_count is not None
 
     def read(self, into: np.ndarray) -> Optional[np.ndarray]:
         """Decode the next frame into ``into`` (H×W×3 uint8, C-contiguous); return it, or None at the end.
@@ -197,19 +204,32 @@ class FrameSource:
         """
         if self._cap is None:
             return None
+        if self.realtime:
+            self._pace()
         if self._pending is not None:
             frame, self._pending = self._pending, None
             self._store(frame, into, probe=True)
             self.frames_read += 1
             return into
         pointer = into.ctypes.data
-        ok, frame = self._cap.read(into)
+        try:
+            ok, frame = self._cap.read(into)
+        except cv2.error:  # a layout OpenCV cannot wrap (e.g. Fortran order): decode, then copy
+            ok, frame = self._cap.read()
         if not ok or frame is None:
             return None
         if frame is not into or frame.ctypes.data != pointer:
             self._store(frame, into)
         self.frames_read += 1
         return into
+
+    def _pace(self) -> None:
+        now = time.monotonic()
+        if self._due is None or now - self._due > 1.0:  # first frame, or far behind: restart the clock
+            self._due = now
+        elif self._due > now:
+            time.sleep(self._due - now)
+        self._due += self._interval
 
     def _store(self, frame: np.ndarray, into: np.ndarray, probe: bool = False) -> None:
         if frame is into:
@@ -268,6 +288,8 @@ def open_source(spec="0", **kwargs) -> FrameSource:
         ``"0"`` (default camera), a path, ``file://`` URL, or a stream URL.
     open_timeout_ms, read_timeout_ms : int
         For URLs: how long FFmpeg waits to connect and for data, so an unreachable address fails fast.
+    realtime : bool
+        Read a file at its own frame rate, like a camera (a live source: the latency mode drops stale frames).
     """
     return FrameSource(spec, **kwargs)
 
@@ -308,7 +330,7 @@ class FrameRing:
             raise ValueError(f"slot shape must be (height, width, 3), got {shape}")
         self.shape = shape
         self.slots = tuple(FrameSlot(np.zeros(shape, dtype=dtype), i) for i in range(int(size)))
-        self._free = list(reversed(self.slots))
+        self._free = collections.deque(self.slots)  # FIFO: slots are used in turn, like a ring
         self._cond = threading.Condition()
         self._closed = False
 
@@ -335,7 +357,7 @@ class FrameRing:
                     self._cond.wait(min(remaining, 0.1))
             if self._closed:
                 return None
-            slot = self._free.pop()
+            slot = self._free.popleft()
             slot.refs = 1
             return slot
 
