@@ -19,10 +19,10 @@ OPENVINO_PIN="openvino==2022.3.2"
 OLDEST_PINS=(
     "numpy==1.19.3"
     "numba==0.53.0"
-    "opencv-python==4.4.0.46"
+    "opencv-python==4.5.4.60"
     "flask==2.3.3"
-    "apsw==3.38.5.post1"
-    "click==8.0.0"
+    "apsw==3.40.0.0"
+    "click==8.1.3"
     "waitress==2.1.1"
 )
 TEST_DEPS=("pytest>=7" "hypothesis>=6" "requests>=2.25")
