@@ -348,7 +348,10 @@ class Tracker:
         e = d2 / (2.0 * area[:, None, None] * _OKS_K2[None, None, :])
         common = t_vis[:, None, :] & visible[None, :, :]                       # (T, P, 18)
         n_common = common.sum(-1)
-        oks = np.where(common, np.exp(-e), 0.0).sum(-1) / np.maximum(n_common, 1)
+        # averaged over the keypoints seen in either (COCO divides by the ground truth's): a partial detection
+        # (a stray leg) must not outscore the whole person it overlaps
+        n_either = (t_vis[:, None, :] | visible[None, :, :]).sum(-1)
+        oks = np.where(common, np.exp(-e), 0.0).sum(-1) / np.maximum(n_either, 1)
         iou = _iou(t_box, d_box)
         sim = np.where(n_common >= self.min_common_keypoints, oks, iou)
         return sim

@@ -391,3 +391,55 @@ def test_exit_on_sigterm_restores_the_previous_handler():
             time.sleep(5)  # the handler raises before this ends
         assert info.value.code == 143
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+# -- the real model over a real video --------------------------------------------------------------------------------
+def test_people_walking_in_and_out_one_at_a_time_give_enter_exit_pairs(tmp_path, video_path, engine_for):
+    """one-by-one-person-detection.mp4, frames 0-700 (three people come in, stand, and leave, one after the
+    other), every 20th frame (2 s apart at 10 fps) through the real engine, decoder, tracker and event store."""
+    import cv2
+
+    from pose_fast.decode import decode
+
+    step, last = 20, 700
+    cap = cv2.VideoCapture(str(video_path("one-by-one")))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 10.0
+    width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    engine = engine_for(width, height)
+    path = tmp_path / "video.db"
+    inferences = 0
+    with EventStore(path) as store:
+        tracker = Tracker(on_event=EventRecorder(store, "one-by-one-person-detection.mp4", "CPU").record)
+        index = 0
+        while index <= last:
+            ok = cap.grab()
+            assert ok, f"video ended at frame {index}"
+            if index % step == 0:
+                ok, frame = cap.retrieve()
+                assert ok
+                heatmaps, pafs = engine.infer(frame)
+                poses = decode(heatmaps, pafs, frame_size=(width, height))
+                ids = tracker.update(poses, index, T0 + index / fps)
+                assert len(ids) == len(poses)
+                inferences += 1
+            index += 1
+        tracker.close(last, T0 + last / fps)
+    cap.release()
+    assert inferences == last // step + 1
+
+    rows, count = read_events(path, limit=100)
+    assert count == len(rows)
+    enters = [r for r in rows if r["kind"] == "enter"]
+    exits = {r["person_id"]: r for r in rows if r["kind"] == "exit"}
+    assert 2 <= len(enters) <= 4, rows  # three people; a split detection may add one, a merge take one away
+    assert len(exits) == len(enters) == count // 2
+    for enter in enters:
+        exit_ = exits[enter["person_id"]]                       # each enter has its exit ...
+        assert exit_["id"] > enter["id"]                        # ... stored after it
+        assert exit_["timestamp"] > enter["timestamp"]          # ... and later in time
+        assert exit_["frame_index"] - enter["frame_index"] >= 2 * step
+        assert enter["source"] == "one-by-one-person-detection.mp4" and enter["device"] == "CPU"
+    # one at a time: nobody enters while someone else is in view
+    assert max(r["people_count"] for r in rows) == 1, rows
+    spans = sorted((e["frame_index"], exits[e["person_id"]]["frame_index"]) for e in enters)
+    assert all(a_end < b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:])), spans
