@@ -25,16 +25,16 @@ import numpy as np
 
 from .skeleton import LIMBS, NUM_KEYPOINTS, PAF_X_CHANNELS
 
-#: Default parameters (the peer's defaults).
+#: Default parameters: those of the peer ``OpenPoseDecoder`` and the notebook.
 DEFAULTS = {
-    "max_points": 100,
-    "score_threshold": 0.1,
-    "min_paf_score": 0.05,
-    "min_success_ratio": 0.8,
-    "points_per_limb": 10,
-    "delta": 0.5,
-    "refine_offset": 0.25,
-    "min_keypoints": 3,
+    "max_points": 100,          # candidates kept per keypoint type, best first
+    "score_threshold": 0.1,     # a heatmap peak must be above this
+    "min_paf_score": 0.05,      # a PAF sample aligns when its projection on the limb is above this
+    "min_success_ratio": 0.8,   # a limb needs more than this fraction of aligned samples
+    "points_per_limb": 10,      # PAF samples along a candidate limb
+    "delta": 0.5,               # shift of every keypoint, in heatmap pixels (to the pixel centre)
+    "refine_offset": 0.25,      # sub-pixel step towards the larger neighbour
+    "min_keypoints": 3,         # people with fewer keypoints are dropped
 }
 
 
@@ -197,3 +197,30 @@ def decode_ref(heatmaps: np.ndarray, pafs: np.ndarray, scale_x: float, scale_y: 
                 keypoints[i, k] = (float(cand_x[cid]) * scale_x, float(cand_y[cid]) * scale_y, cand_s[cid])
         scores[i] = pose.score * np.float32(max(0, pose.count - 1))
     return keypoints, scores
+
+
+NAME = "numpy"
+
+
+class Kernel:
+    """The reference behind the same interface as the compiled kernels (it allocates; it is the slow path)."""
+
+    name = NAME
+
+    def __init__(self, height: int, width: int, **params):
+        self.params = dict(DEFAULTS, **params)
+        self.height, self.width = height, width
+        rows = NUM_KEYPOINTS * int(self.params["max_points"]) // 2 + 1
+        self.out_kp = np.zeros((rows, NUM_KEYPOINTS, 3), np.float32)
+        self.out_score = np.zeros(rows, np.float32)
+
+    @staticmethod
+    def first_nonfinite(flat: np.ndarray) -> int:
+        bad = np.flatnonzero(~np.isfinite(flat))
+        return int(bad[0]) if len(bad) else -1
+
+    def run(self, heatmaps: np.ndarray, pafs: np.ndarray, scale_x: float, scale_y: float) -> int:
+        keypoints, scores = decode_ref(heatmaps, pafs, scale_x, scale_y, **self.params)
+        self.out_kp[:len(scores)] = keypoints
+        self.out_score[:len(scores)] = scores
+        return len(scores)
