@@ -25,7 +25,7 @@ OLDEST_PINS=(
     "click==8.1.3"
     "waitress==2.1.1"
 )
-TEST_DEPS=("pytest>=7" "hypothesis>=6" "requests>=2.25")
+TEST_DEPS=("pytest>=7" "pytest-benchmark>=4" "hypothesis>=6" "requests>=2.25")  # pytest-benchmark: addopts has --benchmark-disable
 BUILD_DEPS=("setuptools>=61" "wheel" "Cython>=3.0")
 # Tests of the stages this configuration runs (browser, remote and benchmark suites stay in the main job).
 TEST_FILES=(tests/test_compat.py tests/test_engine.py tests/test_model.py tests/test_decode*.py

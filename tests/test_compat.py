@@ -154,6 +154,26 @@ def test_myriad_error_says_which_case_and_what_to_do(model_xml):
         assert "attach the stick" in message and "udev rules" in message
 
 
+def test_demo_with_myriad_exits_with_the_one_line_error(video_path, tmp_path):
+    """The recommended Raspberry Pi command line, on a machine without a usable stick: exit 2, one line."""
+    if "MYRIAD" in ",".join(_ov.available_devices(_ov.Core())).upper():
+        pytest.skip("a Neural Compute Stick 2 is attached")
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    result = CliRunner().invoke(cli, [
+        "demo", "--device-name", "MYRIAD", "--mode", "latency", "--precision", "FP16", "--input-height", "192",
+        "-i", str(video_path("store-aisle")), "--no-show", "--no-db", "--limit", "2",
+        "--json", str(tmp_path / "poses.jsonl")])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ")
+    assert "Traceback" not in result.output
+    assert ("needs OpenVINO 2022.3 LTS" if not _ov.HAS_MYRIAD_SUPPORT else "MYRIAD") in lines[0]
+    assert not (tmp_path / "poses.jsonl").exists() or not (tmp_path / "poses.jsonl").read_text().strip()
+
+
 @pytest.mark.parametrize("device", ["MYRIAD", "myriad", "HETERO:MYRIAD,CPU", "MULTI:CPU,MYRIAD"])
 def test_myriad_inside_a_device_list_gets_the_same_message(model_xml, device):
     if "MYRIAD" in ",".join(_ov.available_devices(_ov.Core())).upper():
