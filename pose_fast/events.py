@@ -35,6 +35,7 @@ import bisect
 import contextlib
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -149,11 +150,16 @@ def format_timestamp(ts: float) -> str:
     return f"{cached[1]}.{ms:03d}Z"
 
 
+_FRACTION = re.compile(r"(?<=:\d\d)[.,](\d+)")
+
+
 def parse_timestamp(text: str) -> str:
     """An ISO-8601 date or date-time (``Z``, an offset, or none meaning UTC) -> the stored form; ValueError if bad."""
     value = text.strip()
     if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"
+    # Python 3.9's fromisoformat takes only 3 or 6 fractional digits: pad or cut to 6
+    value = _FRACTION.sub(lambda m: "." + (m.group(1) + "00000")[:6], value, count=1)
     try:
         dt = datetime.fromisoformat(value)
     except ValueError:
@@ -397,6 +403,7 @@ class EventStore:
                     self._thread.join(0.1)
                 except (KeyboardInterrupt, SystemExit) as exc:  # finish committing first
                     interrupted = exc
+            self._drain()  # an add() racing with close() may have queued after the writer's last look
             self._conn.close()
             self._closed = True
             _open_stores.discard(self)
@@ -420,9 +427,6 @@ class EventStore:
             self._drain()
             if closing:
                 self._drain()
-                if self._error is None:
-                    with contextlib.suppress(apsw.Error):
-                        self._conn.execute("PRAGMA optimize")
                 return
 
     def _drain(self):
