@@ -52,7 +52,7 @@ import apsw
 __all__ = [
     "EventStore", "EventRecorder", "EventStoreError", "SCHEMA_VERSION", "KINDS", "default_db_path",
     "resolve_db_path", "create_or_migrate", "read_events", "format_timestamp", "parse_timestamp",
-    "exit_on_sigterm",
+    "exit_on_sigterm", "count_events",
 ]
 
 KINDS = ("enter", "exit")
@@ -136,18 +136,19 @@ def resolve_db_path(db=None) -> Path:
 
 
 # -- timestamps -------------------------------------------------------------------------------------------------
-_last_second = [None, ""]
+_last_second = (None, "")  # (second, its text), replaced as one tuple: safe with several writer threads
 
 
 def format_timestamp(ts: float) -> str:
     """Seconds since the epoch -> ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (UTC, milliseconds, fixed width: sorts as text)."""
+    global _last_second
     sec = math.floor(ts)
     ms = int((ts - sec) * 1000.0)
-    cached = _last_second
-    if cached[0] != sec:
+    cached_sec, prefix = _last_second
+    if cached_sec != sec:
         prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        cached[0], cached[1] = sec, prefix
-    return f"{cached[1]}.{ms:03d}Z"
+        _last_second = (sec, prefix)
+    return f"{prefix}.{ms:03d}Z"
 
 
 _FRACTION = re.compile(r"(?<=:\d\d)[.,](\d+)")

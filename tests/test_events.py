@@ -286,6 +286,26 @@ def person_poses(*centre):
     return Poses(kp, np.ones(1, np.float32))
 
 
+def test_two_stores_in_one_process_write_their_own_times(tmp_path):
+    """Two writer threads (two stores) format timestamps at once: each event keeps its own time."""
+    import threading
+
+    def fill(path, base):
+        with EventStore(path, batch_size=500) as store:
+            for i in range(20_000):
+                store.add("enter", i, i, base + i * 0.37, 1)
+
+    bases = (T0, T0 + 86_400 * 365)
+    threads = [threading.Thread(target=fill, args=(tmp_path / f"{n}.db", b)) for n, b in enumerate(bases)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for n, base in enumerate(bases):
+        stamps = db_rows(tmp_path / f"{n}.db", "SELECT timestamp FROM events ORDER BY id")
+        assert stamps == [format_timestamp(base + i * 0.37) for i in range(20_000)]
+
+
 def test_tracker_events_reach_the_store(tmp_path):
     path = tmp_path / "e.db"
     with EventStore(path) as store:
