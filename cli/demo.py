@@ -130,6 +130,7 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
                                                             show_pos=True, show_eta=True))
                 sinks.append(_Progress(bar))
             pipe = Pipeline(source, engine, tracker=tracker, sinks=sinks, mode=mode, limit=limit, loop=loop)
+            engine_text = engine.describe() if hasattr(engine, "describe") else device_name
             stack.enter_context(exit_on_sigterm())
             try:
                 pipe.run()
@@ -139,7 +140,7 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
             raise UserError(_one_line(exc)) from None
         except ValueError as exc:  # the engine's frame checks, a tracker parameter
             raise UserError(_one_line(exc)) from None
-    click.echo(_summary(pipe.stats(), source, engine.describe() if hasattr(engine, "describe") else device_name))
+    click.echo(_summary(pipe.stats(), source, engine_text))
 
 
 def _one_line(exc: BaseException) -> str:

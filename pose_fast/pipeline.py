@@ -475,9 +475,10 @@ class Pipeline:
                 if exc is not None:
                     raise exc
                 self._deliver_one(seq, slot, poses, infer_ms, decode_ms)
-            except StopPipeline:
+            except StopPipeline:  # a sink quits (q in the window): now, frames in flight are not shown
                 self.stop_reason = "quit"
                 self.stop()
+                return
             finally:
                 self.ring.release(slot)
 

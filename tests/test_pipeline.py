@@ -1,0 +1,263 @@
+"""The pipeline on the real model and the shared videos: order, modes, zero-copy slots, stop, errors, tracker."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from pose_fast.decode import Decoder
+from pose_fast.frames import open_source
+from pose_fast.pipeline import STAGES, FrameResult, Pipeline, PipelineError
+from pose_fast.sinks import StopPipeline
+from pose_fast.tracking import Tracker
+
+
+class Collect:
+    """A sink keeping what a test checks (copies only: the slot is valid only during write())."""
+
+    def __init__(self, keep_frames=False, on_write=None):
+        self.results = []
+        self.frames = []
+        self.pointers = []
+        self.keep_frames = keep_frames
+        self.on_write = on_write
+
+    def write(self, result: FrameResult) -> None:
+        self.results.append((result.index, result.poses, result.track_ids, dict(result.timings), result.people,
+                             np.array(result.labels), result.fps, result.inference_ms))
+        self.pointers.append(result.frame.ctypes.data)
+        if self.keep_frames:
+            self.frames.append(result.frame.copy())
+        if self.on_write is not None:
+            self.on_write(result)
+
+    @property
+    def indices(self):
+        return [r[0] for r in self.results]
+
+
+def _same_poses(a, b):
+    assert len(a) == len(b)
+    np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4)
+
+
+def test_throughput_delivers_every_frame_in_order_with_the_sync_answer(engine_for, video_path, read_frames):
+    """Several requests in flight, results reordered: each frame's poses are those of a plain sync inference of
+    that same frame, and every delivered frame is a ring slot (no copy)."""
+    source = open_source(video_path("store-aisle"))
+    engine = engine_for(source.width, source.height, "throughput")
+    sink = Collect()
+    pipe = Pipeline(source, engine, sinks=[sink], mode="throughput", limit=10)
+    assert pipe.in_flight == engine.num_requests >= 2
+    stats = pipe.run()
+    source.close()
+
+    assert sink.indices == list(range(10))
+    assert stats["frames"] == 10 and stats["dropped"] == 0 and stats["stop_reason"] == "limit"
+    slot_pointers = {slot.array.ctypes.data for slot in pipe.ring.slots}
+    assert set(sink.pointers) <= slot_pointers
+    assert pipe.ring.free_count == len(pipe.ring)
+
+    sync = engine_for(source.width, source.height, "latency")
+    decoder = Decoder()
+    for (_index, poses, *_), frame in zip(sink.results, read_frames("store-aisle", count=10)):
+        heatmaps, pafs = sync.infer(frame)
+        _same_poses(poses, decoder(heatmaps, pafs, frame_size=(source.width, source.height)))
+    assert sum(r[4] for r in sink.results) > 0
+
+
+def test_overlay_is_drawn_on_the_slot(engine_for, video_path, read_frames):
+    source = open_source(video_path("store-aisle"))
+    sink = Collect(keep_frames=True)
+    Pipeline(source, engine_for(source.width, source.height), sinks=[sink], mode="latency", limit=3).run()
+    source.close()
+    for original, shown, result in zip(read_frames("store-aisle", count=3), sink.frames, sink.results):
+        changed = np.any(original != shown, axis=2)
+        assert changed[:10, :100].mean() > 0.5  # the header (darkened box with text)
+        people = result[1]
+        if len(people):
+            x, y = people.keypoints[0][people.keypoints[0][:, 2] > 0][0, :2].astype(int)
+            assert changed[y - 2:y + 3, x - 2:x + 3].any()  # a keypoint dot
+
+
+def test_timings_and_stats(engine_for, video_path):
+    source = open_source(video_path("asl-walk"))
+    sink = Collect()
+    stats = Pipeline(source, engine_for(source.width, source.height), sinks=[sink], mode="latency", limit=4).run()
+    source.close()
+    for _, _, track_ids, timings, people, labels, _fps, inference_ms in sink.results:
+        assert set(timings) == set(STAGES)
+        assert all(value >= 0 for value in timings.values())
+        assert timings["inference"] == inference_ms > 0
+        assert timings["latency"] >= timings["inference"]
+        assert track_ids is None
+        assert sorted(labels.tolist()) == list(range(1, people + 1))
+    assert stats["frames"] == 4
+    for stage in STAGES:
+        assert stats[f"{stage}_p99"] >= stats[f"{stage}_p50"] >= 0
+        assert stats["stages"][stage]["p50"] == stats[f"{stage}_p50"]
+    assert stats["fps"] > 0 and stats["inference_ms"] > 0
+
+
+def test_latency_mode_on_a_file_processes_every_frame_one_at_a_time(engine_for, video_path):
+    source = open_source(video_path("people-walking"))
+    sink = Collect()
+    pipe = Pipeline(source, engine_for(source.width, source.height), sinks=[sink], mode="latency", limit=6)
+    stats = pipe.run()
+    source.close()
+    assert pipe.in_flight == 1
+    assert sink.indices == list(range(6))
+    assert stats["dropped"] == 0
+
+
+def test_latency_mode_on_a_live_source_keeps_the_newest_frame(engine_for, video_path):
+    """A 30 fps file read at its own pace (like a camera) while each frame takes longer than a frame interval
+    (inference plus a decoder slowed to 100 ms, as on a slow device): stale frames are dropped, not queued, and
+    the frames shown still go forward in order."""
+    source = open_source(video_path("asl-walk"), realtime=True)
+    decoder = Decoder()
+
+    def slow_decoder(heatmaps, pafs, frame_size):
+        time.sleep(0.1)
+        return decoder(heatmaps, pafs, frame_size=frame_size)
+
+    sink = Collect()
+    pipe = Pipeline(source, engine_for(source.width, source.height), decoder=slow_decoder, sinks=[sink],
+                    mode="latency", limit=6)
+    stats = pipe.run()
+    source.close()
+    indices = sink.indices
+    assert len(indices) == 6
+    assert indices == sorted(set(indices))
+    assert stats["dropped"] > 0
+    assert indices[-1] - indices[0] > 5  # gaps where stale frames were dropped
+    assert pipe.ring.free_count == len(pipe.ring)
+
+
+def test_loop_restarts_the_file_and_indices_keep_counting(engine_for, video_path, read_frames):
+    source = open_source(video_path("store-aisle"))
+    sink = Collect(keep_frames=False)
+    first_again = {}
+
+    def grab(result):
+        if result.index == 67:
+            first_again["frame"] = result.poses
+
+    sink.on_write = grab
+    engine = engine_for(source.width, source.height, "throughput")
+    # only the wrap-around matters: start near the end
+    for _ in range(62):
+        source.read(np.empty(source.shape, np.uint8))
+    stats = Pipeline(source, engine, sinks=[sink], mode="throughput", limit=8, loop=True).run()
+    source.close()
+    assert stats["frames"] == 8 and sink.indices == list(range(8))
+    assert source.restarts == 1
+    # the 6th delivered frame is the file's first frame again
+    sync = engine_for(480, 270, "latency")
+    heatmaps, pafs = sync.infer(read_frames("store-aisle", count=1)[0])
+    _same_poses(sink.results[5][1], Decoder()(heatmaps, pafs, frame_size=(480, 270)))
+
+
+def test_stop_from_another_thread(engine_for, video_path):
+    source = open_source(video_path("store-aisle"))
+    three = threading.Event()
+    sink = Collect(on_write=lambda r: three.set() if r.index >= 2 else None)
+    pipe = Pipeline(source, engine_for(source.width, source.height, "throughput"), sinks=[sink],
+                    mode="throughput", loop=True)
+    pipe.start()
+    assert three.wait(120)
+    pipe.stop()
+    stats = pipe.join(120)
+    source.close()
+    assert stats["stop_reason"] == "stopped"
+    assert stats["frames"] == len(sink.results) >= 3
+    assert sink.indices == list(range(len(sink.indices)))
+    assert pipe.ring.free_count == len(pipe.ring)
+
+
+def test_a_sink_can_quit(engine_for, video_path):
+    source = open_source(video_path("store-aisle"))
+
+    def quit_at_two(result):
+        if result.index == 2:
+            raise StopPipeline("q")
+
+    sink = Collect(on_write=quit_at_two)
+    stats = Pipeline(source, engine_for(source.width, source.height, "throughput"), sinks=[sink],
+                     mode="throughput").run()
+    source.close()
+    assert stats["stop_reason"] == "quit"
+    assert sink.indices == [0, 1, 2]
+
+
+def test_a_decoder_error_ends_the_run_and_is_raised(engine_for, video_path):
+    source = open_source(video_path("store-aisle"))
+    calls = []
+
+    def failing_decoder(heatmaps, pafs, frame_size):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("decoder exploded on its third frame")
+        return Decoder()(heatmaps, pafs, frame_size=frame_size)
+
+    sink = Collect()
+    pipe = Pipeline(source, engine_for(source.width, source.height, "throughput"), decoder=failing_decoder,
+                    sinks=[sink], mode="throughput", loop=True)
+    with pytest.raises(RuntimeError, match="decoder exploded on its third frame"):
+        pipe.run()
+    source.close()
+    assert pipe.stop_reason == "error"
+    # requests may finish out of order: the failed frame is the third or a later one; all before it were shown
+    assert 2 <= len(sink.indices) <= 2 + pipe.in_flight
+    assert sink.indices == list(range(len(sink.indices)))
+    assert pipe.ring.free_count == len(pipe.ring)
+
+
+def test_a_sink_error_ends_the_run_and_is_raised(engine_for, video_path):
+    source = open_source(video_path("store-aisle"))
+
+    def broken(result):
+        raise OSError("disk full")
+
+    pipe = Pipeline(source, engine_for(source.width, source.height), sinks=[Collect(on_write=broken)],
+                    mode="latency", loop=True)
+    with pytest.raises(OSError, match="disk full"):
+        pipe.run()
+    source.close()
+    assert pipe.ring.free_count == len(pipe.ring)
+
+
+def test_tracker_ids_are_passed_on_and_drawn(engine_for, video_path):
+    source = open_source(video_path("store-aisle"))
+    events = []
+    tracker = Tracker(on_event=lambda *event: events.append(event), min_hits=2)
+    sink = Collect()
+    stats = Pipeline(source, engine_for(source.width, source.height, "throughput"), tracker=tracker,
+                     sinks=[sink], mode="throughput", limit=6).run()
+    source.close()
+    assert stats["frames"] == 6
+    for _index, _poses, track_ids, _, people, labels, _, _ in sink.results:
+        assert track_ids is not None and track_ids.shape == (people,)
+        np.testing.assert_array_equal(labels, track_ids)
+    born = {tid for r in sink.results[2:] for tid in r[2].tolist() if tid >= 0}
+    assert born
+    enters = {e[1] for e in events if e[0] == "enter"}
+    exits = {e[1] for e in events if e[0] == "exit"}
+    assert born <= enters and enters == exits  # close() at the end: everyone leaves
+
+
+def test_bad_arguments(engine_for, video_path):
+    source = open_source(video_path("store-aisle"))
+    engine = engine_for(source.width, source.height)
+    with pytest.raises(PipelineError, match="unknown mode"):
+        Pipeline(source, engine, mode="fast")
+    with pytest.raises(PipelineError, match="limit"):
+        Pipeline(source, engine, limit=0)
+    pipe = Pipeline(source, engine, limit=1)
+    pipe.run()
+    with pytest.raises(PipelineError, match="runs once"):
+        pipe.run()
+    source.close()
