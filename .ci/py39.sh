@@ -147,7 +147,12 @@ MAIN_PY="${POSE_FAST_MAIN_PYTHON:-python3}"
 REF_DIR="$(mktemp -d)"
 trap 'rm -rf "$REF_DIR"' EXIT
 export POSE_FAST_COMPAT_REFERENCE="$REF_DIR/compat-reference.json"
-log "reference poses from the main environment ($("$MAIN_PY" -c 'import openvino as ov; print("OpenVINO", ov.get_version().split("-")[0])'))"
+MAIN_OV="$("$MAIN_PY" -c 'import openvino as ov; print(ov.get_version().split("-")[0])')" \
+    || die "the main environment's Python ($MAIN_PY, set POSE_FAST_MAIN_PYTHON) cannot import openvino"
+case "$MAIN_OV" in
+    2022.*|2023.0.*) die "the main environment has OpenVINO $MAIN_OV: the comparison needs the newest (2023.1+) API there" ;;
+esac
+log "reference poses from the main environment ($MAIN_PY, OpenVINO $MAIN_OV)"
 POSE_FAST_COMPAT_WRITE=1 "$MAIN_PY" -m pytest -q -p no:cacheprovider tests/test_compat.py -k cross_version \
     || die "the main environment could not write the reference poses"
 [ -s "$POSE_FAST_COMPAT_REFERENCE" ] || die "no reference poses were written"
@@ -167,7 +172,8 @@ for pattern in "${TEST_FILES[@]}"; do
 done
 log "pytest ${SELECTED[*]} -m '$MARKERS'"
 set +e
-"$PY" -m pytest -q -p no:cacheprovider -m "$MARKERS" "${SELECTED[@]}"
+# The venv's bin first: tests that start `pose-fast` or `python` in a subprocess get this environment's.
+PATH="$VENV/bin:$PATH" "$PY" -m pytest -q -p no:cacheprovider -m "$MARKERS" "${SELECTED[@]}"
 status=$?
 set -e
 [ $status -eq 0 ] || die "tests failed under Python $PY39_VERSION + OpenVINO 2022.3.2 (pytest exit $status)"
