@@ -1,0 +1,105 @@
+"""``pose-fast web`` (and ``python main.py``): the live view and the /detections API on waitress."""
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+import click
+
+from cli.errors import UserError
+
+#: waitress worker threads: every MJPEG viewer holds one while it watches.
+THREADS = 32
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _url(host: str, port: int, device: str) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/?device-name={device}"
+
+
+@click.command("web")
+@click.option("--host", default=None, help="Address to bind (default 127.0.0.1, env POSE_FAST_HOST). Anything "
+                                           "else exposes the camera to the network.")
+@click.option("--port", default=None, type=click.IntRange(0, 65535),
+              help="Port (default 5000, env POSE_FAST_PORT).")
+@click.option("--demo-video", default=None, type=click.Path(dir_okay=False),
+              help="Video behind the page's demo toggle, looped (env POSE_FAST_DEMO_VIDEO; default the shared "
+                   "one-by-one-person-detection.mp4 beside the project, if any).")
+@click.option("--camera", default=None,
+              help="Camera index behind the camera toggle (default 0, env POSE_FAST_CAMERA); 'none' disables it.")
+@click.option("--db", default=None, type=click.Path(dir_okay=False),
+              help="Events database (env POSE_FAST_DB; default the per-user data folder).")
+@click.option("--device-name", "-d", default=None,
+              help="Device when the URL names none: AUTO (default), CPU, GPU, NPU, MYRIAD (env POSE_FAST_DEVICE).")
+@click.option("--model", "-m", default=None, type=click.Path(dir_okay=False),
+              help="Model .xml (default: found via POSE_FAST_MODEL_DIR or the model cache).")
+@click.option("--input-height", default=None, type=int,
+              help="Network input height, a multiple of 8 (default 256; lower is faster, less accurate).")
+@click.option("--threads", default=THREADS, show_default=True, type=click.IntRange(4, 1000),
+              help="Server threads; each watching browser holds one.")
+def web(host, port, demo_video, camera, db, device_name, model, input_height, threads):
+    """Serve the live pose view, the camera/demo toggle and /detections.
+
+    Open the printed URL in a browser. ?device-name=CPU|GPU|MYRIAD|AUTO picks the inference device; the page
+    offers the devices this machine has. Ctrl-C stops the server and commits the recorded events.
+    """
+    from pose_fast.events import exit_on_sigterm
+    from webapp import ConfigError, create_app
+
+    config = {}
+    for key, value in (("HOST", host), ("PORT", port), ("DEMO_VIDEO", demo_video), ("CAMERA", camera),
+                       ("DATABASE", db), ("DEVICE", device_name), ("MODEL", model),
+                       ("INPUT_HEIGHT", input_height)):
+        if value is not None:
+            config[key] = value
+    if demo_video is not None:
+        from pathlib import Path
+
+        if not Path(demo_video).is_file():
+            raise UserError(f"demo video {demo_video} not found: check the path, or leave --demo-video out")
+    try:
+        app = create_app(config)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    manager = app.extensions["pose_fast_streams"]
+    devices = manager.devices()
+    names = manager.device_names()
+    if app.config["DEVICE"].upper() not in names:
+        raise UserError(f"unknown device {app.config['DEVICE']!r}: this machine has {', '.join(devices)}")
+    host, port = app.config["HOST"], app.config["PORT"]
+    if not _is_loopback(host):
+        click.secho(f"warning: binding {host} exposes the live camera view and the events to the network; "
+                    f"use --host 127.0.0.1 to keep them on this machine", fg="yellow", err=True)
+    from waitress.server import create_server
+
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # long-lived MJPEG responses queue others
+    try:
+        server = create_server(app, host=host, port=port, threads=threads, send_bytes=1,
+                               outbuf_high_watermark=2 * 1024 * 1024, channel_request_lookahead=4,
+                               ident="pose_fast")
+    except OSError as exc:
+        raise UserError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): choose another --port or "
+                        f"stop the program using it") from None
+    sources = ", ".join(f"{name} ({info['label']})" for name, info in manager.describe_sources(probe=False).items())
+    click.echo(f"sources: {sources or 'none'}; devices: {', '.join(devices)}; events: {app.config['DATABASE']}")
+    click.echo(f"serving on {_url(host, server.effective_port, names[app.config['DEVICE'].upper()])}  "
+               f"(Ctrl-C stops)")
+    try:
+        with exit_on_sigterm():
+            server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        manager.close()

@@ -1,0 +1,175 @@
+"""The pose_fast web app: live annotated MJPEG view, camera/demo toggle, device choice, ``/detections``.
+
+``create_app(config)`` builds it (Flask's application-factory pattern). Settings, highest priority first: the
+``config`` mapping, environment variables, defaults:
+
+=================  ===========================  ====================================================================
+config key         environment                  meaning (default)
+=================  ===========================  ====================================================================
+``HOST``           ``POSE_FAST_HOST``           address ``pose-fast web`` binds (``127.0.0.1``)
+``PORT``           ``POSE_FAST_PORT``           its port (``5000``)
+``DATABASE``       ``POSE_FAST_DB``             events database (the per-user data folder, see
+                                                :func:`pose_fast.events.default_db_path`)
+``DEMO_VIDEO``     ``POSE_FAST_DEMO_VIDEO``     the video behind ``source=demo``, looped (``../shared/videos/
+                                                one-by-one-person-detection.mp4`` when it exists, else none);
+                                                ``none`` disables it
+``CAMERA``         ``POSE_FAST_CAMERA``         camera index behind ``source=camera`` (``0``); ``none`` disables it
+``DEVICE``         ``POSE_FAST_DEVICE``         device when the URL names none (``AUTO``)
+``MODEL``          ``POSE_FAST_MODEL``          model ``.xml`` (found via ``POSE_FAST_MODEL_DIR`` or the cache)
+``INPUT_HEIGHT``   ``POSE_FAST_INPUT_HEIGHT``   network input height, a multiple of 8 (``256``)
+``STREAM_GRACE``   ``POSE_FAST_STREAM_GRACE``   seconds a stream runs on after its last viewer leaves (``2``)
+``REALTIME``       ``POSE_FAST_REALTIME``       play the demo video at its own frame rate (``1``)
+``JPEG_QUALITY``   ``POSE_FAST_JPEG_QUALITY``   MJPEG quality 1-100 (``80``)
+``DEFAULT_SOURCE`` ``POSE_FAST_SOURCE``         source when the URL names none (the camera if configured)
+``SERVER``         ``POSE_FAST_SERVER``         remote engine ``grpc://host:port[/model]`` (none: in-process)
+=================  ===========================  ====================================================================
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import weakref
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from flask import Flask
+
+__all__ = ["create_app", "DEFAULT_DEMO_VIDEO", "ConfigError"]
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The demo video used when none is configured, if the shared data sits beside the project.
+DEFAULT_DEMO_VIDEO = ROOT.parent / "shared" / "videos" / "one-by-one-person-detection.mp4"
+
+_ENV = {
+    "HOST": "POSE_FAST_HOST",
+    "PORT": "POSE_FAST_PORT",
+    "DATABASE": "POSE_FAST_DB",
+    "DEMO_VIDEO": "POSE_FAST_DEMO_VIDEO",
+    "CAMERA": "POSE_FAST_CAMERA",
+    "DEVICE": "POSE_FAST_DEVICE",
+    "MODEL": "POSE_FAST_MODEL",
+    "INPUT_HEIGHT": "POSE_FAST_INPUT_HEIGHT",
+    "STREAM_GRACE": "POSE_FAST_STREAM_GRACE",
+    "REALTIME": "POSE_FAST_REALTIME",
+    "JPEG_QUALITY": "POSE_FAST_JPEG_QUALITY",
+    "DEFAULT_SOURCE": "POSE_FAST_SOURCE",
+    "SERVER": "POSE_FAST_SERVER",
+}
+_NONE = ("", "none", "off", "no", "false", "-1")
+
+
+class ConfigError(ValueError):
+    """A setting has a value the app cannot use; the message names the setting and what it accepts."""
+
+
+def _defaults() -> dict:
+    from pose_fast.events import default_db_path
+
+    return {
+        "HOST": "127.0.0.1",
+        "PORT": 5000,
+        "DATABASE": str(default_db_path()),
+        "DEMO_VIDEO": str(DEFAULT_DEMO_VIDEO) if DEFAULT_DEMO_VIDEO.is_file() else None,
+        "CAMERA": 0,
+        "DEVICE": "AUTO",
+        "MODEL": None,
+        "INPUT_HEIGHT": 256,
+        "STREAM_GRACE": 2.0,
+        "REALTIME": True,
+        "JPEG_QUALITY": 80,
+        "DEFAULT_SOURCE": None,
+        "SERVER": None,
+        "SNAPSHOT_TIMEOUT": 30.0,
+    }
+
+
+def _number(key: str, value, kind, low=None, high=None):
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise ConfigError(f"{key} must be between {low} and {high}, got {value!r}")
+    return number
+
+
+def _flag(key: str, value) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{key} must be 1 or 0, got {value!r}")
+
+
+def _optional_path(value) -> Optional[str]:
+    if value is None or str(value).strip().lower() in _NONE:
+        return None
+    return str(Path(str(value)).expanduser())
+
+
+def load_config(config: Optional[Mapping[str, Any]] = None, environ: Optional[Mapping[str, str]] = None) -> dict:
+    """The app's settings: ``config`` over the environment over the defaults, checked and typed."""
+    environ = os.environ if environ is None else environ
+    settings = _defaults()
+    for key, var in _ENV.items():
+        if environ.get(var) not in (None, ""):
+            settings[key] = environ[var]
+    settings.update(config or {})
+    settings["PORT"] = _number("PORT", settings["PORT"], int, 0, 65535)
+    settings["INPUT_HEIGHT"] = _number("INPUT_HEIGHT", settings["INPUT_HEIGHT"], int, 8, 4096)
+    if settings["INPUT_HEIGHT"] % 8:
+        raise ConfigError(f"INPUT_HEIGHT must be a multiple of 8, got {settings['INPUT_HEIGHT']}")
+    settings["STREAM_GRACE"] = _number("STREAM_GRACE", settings["STREAM_GRACE"], float, 0, 3600)
+    settings["JPEG_QUALITY"] = _number("JPEG_QUALITY", settings["JPEG_QUALITY"], int, 1, 100)
+    settings["SNAPSHOT_TIMEOUT"] = _number("SNAPSHOT_TIMEOUT", settings["SNAPSHOT_TIMEOUT"], float, 0, 3600)
+    settings["REALTIME"] = _flag("REALTIME", settings["REALTIME"])
+    camera = settings["CAMERA"]
+    if camera is None or str(camera).strip().lower() in _NONE:
+        settings["CAMERA"] = None
+    else:
+        settings["CAMERA"] = _number("CAMERA", camera, int, 0, 1000)
+    settings["DEMO_VIDEO"] = _optional_path(settings["DEMO_VIDEO"])
+    settings["MODEL"] = _optional_path(settings["MODEL"])
+    settings["DATABASE"] = _optional_path(settings["DATABASE"])
+    settings["DEVICE"] = str(settings["DEVICE"] or "AUTO").strip() or "AUTO"
+    source = settings["DEFAULT_SOURCE"]
+    settings["DEFAULT_SOURCE"] = str(source).strip().lower() if source else None
+    if settings["DEFAULT_SOURCE"] not in (None, "camera", "demo"):
+        raise ConfigError(f"DEFAULT_SOURCE must be camera or demo, got {source!r}")
+    return settings
+
+
+def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
+    """Build the web app.
+
+    Parameters
+    ----------
+    config : mapping, optional
+        Settings (see the module docstring) overriding the environment; e.g. ``{"DEMO_VIDEO": path,
+        "DATABASE": db, "CAMERA": None, "INPUT_HEIGHT": 128}`` in tests.
+
+    The app's streams are in ``app.extensions["pose_fast_streams"]`` (a :class:`webapp.streams.StreamManager`);
+    ``app.extensions["pose_fast_streams"].close()`` stops them (done at interpreter exit too).
+    """
+    from . import detections, views
+    from .streams import StreamManager
+
+    app = Flask(__name__)
+    app.config.update(load_config(config))
+    app.config["DATABASE"] = app.config["DATABASE"] or ""
+    app.json.sort_keys = False
+    manager = StreamManager(
+        demo_video=app.config["DEMO_VIDEO"], camera=app.config["CAMERA"], model=app.config["MODEL"],
+        input_height=app.config["INPUT_HEIGHT"], database=app.config["DATABASE"] or None,
+        grace=app.config["STREAM_GRACE"], realtime=app.config["REALTIME"], jpeg_quality=app.config["JPEG_QUALITY"],
+        server=app.config["SERVER"])
+    app.extensions["pose_fast_streams"] = manager
+    ref = weakref.ref(manager)
+    atexit.register(lambda: ref() is not None and ref().close(timeout=5))
+    app.register_blueprint(detections.bp)
+    app.register_blueprint(views.page_bp)
+    app.register_blueprint(views.streams_bp)
+    return app

@@ -1,0 +1,154 @@
+"""The page and the stream endpoints.
+
+``GET /``
+    The live view (``?source=camera|demo&device-name=...`` preselect what it shows).
+``GET /video_feed?source=camera|demo&device-name=AUTO``
+    ``multipart/x-mixed-replace`` MJPEG of the annotated stream. Starts the stream for its first viewer; a 503
+    with a JSON error when the source or the device cannot start.
+``GET /snapshot.jpg?source=...&device-name=...``
+    The latest annotated frame as one JPEG.
+``GET /stats?source=...&device-name=...``
+    JSON: source, device, state (idle, starting, running, stopped, failed), fps, inference_ms, people, viewers,
+    frames, encodes, error.
+``GET /sources``
+    JSON: the sources this server offers (with whether the camera opens), the devices, the defaults.
+
+An unknown ``source`` or ``device-name`` is a 400 with ``{"error", "status", "valid"}``. The browser only names a
+source; the file or camera behind it is the server's configuration, never the query string.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
+
+from .streams import BOUNDARY, MjpegBody, StreamError, StreamManager
+
+__all__ = ["page_bp", "streams_bp", "get_manager"]
+
+page_bp = Blueprint("page", __name__)
+streams_bp = Blueprint("streams", __name__)
+
+_NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0", "Pragma": "no-cache"}
+
+
+class BadParameter(Exception):
+    def __init__(self, message: str, valid):
+        super().__init__(message)
+        self.message = message
+        self.valid = list(valid)
+
+
+def get_manager() -> StreamManager:
+    return current_app.extensions["pose_fast_streams"]
+
+
+def _error(message: str, status: int, **extra):
+    body = {"error": message, "status": status}
+    body.update(extra)
+    response = jsonify(body)
+    response.status_code = status
+    response.headers.update(_NO_CACHE)
+    return response
+
+
+@streams_bp.errorhandler(BadParameter)
+@page_bp.errorhandler(BadParameter)
+def _bad_parameter(exc: BadParameter):
+    return _error(exc.message, 400, valid=exc.valid)
+
+
+def _param(*names: str):
+    for name in names:
+        value = request.args.get(name)
+        if value is not None:
+            return value
+    return None
+
+
+def _choice() -> tuple:
+    """(source, device) from the query string, validated against what this server has."""
+    manager = get_manager()
+    sources = manager.sources()
+    source = _param("source")
+    if source is None:
+        source = current_app.config["DEFAULT_SOURCE"] or (sources[0] if sources else "")
+    source = source.strip().lower()
+    if source not in sources:
+        valid = ", ".join(sources) or "none (start the server with --demo-video FILE or --camera N)"
+        raise BadParameter(f"unknown source {source!r}: this server offers {valid}", sources)
+    names = manager.device_names()
+    device = _param("device-name", "device_name", "device")
+    if device is None:
+        device = current_app.config["DEVICE"]
+    key = device.strip().upper()
+    if key not in names:
+        valid = manager.devices()
+        raise BadParameter(f"unknown device-name {device!r}: this machine has {', '.join(valid)}", valid)
+    return source, names[key]
+
+
+# -- the page ----------------------------------------------------------------------------------------------------
+@page_bp.route("/")
+def index():
+    manager = get_manager()
+    source, device = None, None
+    try:
+        source, device = _choice()
+    except BadParameter:
+        pass  # the page shows what is valid and starts from the defaults
+    sources = manager.describe_sources(probe=False)
+    return render_template("index.html", sources=sources, devices=manager.devices(),
+                           source=source if _param("source") else None,
+                           device=device or current_app.config["DEVICE"])
+
+
+# -- the streams -------------------------------------------------------------------------------------------------
+@streams_bp.route("/video_feed")
+def video_feed():
+    source, device = _choice()
+    manager = get_manager()
+    try:
+        sub = manager.subscribe(source, device)
+    except StreamError as exc:
+        return _error(str(exc), 503, source=source, device=device)
+    disconnected = request.environ.get("waitress.client_disconnected")
+    body = MjpegBody(sub, disconnected)
+    headers = dict(_NO_CACHE)
+    headers["X-Accel-Buffering"] = "no"
+    return Response(body, mimetype=f"multipart/x-mixed-replace; boundary={BOUNDARY}", headers=headers,
+                    direct_passthrough=True)
+
+
+@streams_bp.route("/snapshot.jpg")
+def snapshot():
+    source, device = _choice()
+    manager = get_manager()
+    try:
+        sub = manager.subscribe(source, device)
+    except StreamError as exc:
+        return _error(str(exc), 503, source=source, device=device)
+    with sub:
+        jpeg = sub.latest(timeout=current_app.config["SNAPSHOT_TIMEOUT"])
+        error = sub.stream.error
+    if jpeg is None:
+        return _error(error or f"no frame from {source} on {device} yet: try again", 503, source=source,
+                      device=device)
+    return Response(jpeg, mimetype="image/jpeg", headers=_NO_CACHE)
+
+
+@streams_bp.route("/stats")
+def stats():
+    source, device = _choice()
+    return jsonify(get_manager().stats(source, device)), 200, _NO_CACHE
+
+
+@streams_bp.route("/sources")
+def sources():
+    manager = get_manager()
+    body = {
+        "sources": manager.describe_sources(probe=True),
+        "devices": manager.devices(),
+        "default_device": current_app.config["DEVICE"],
+        "default_source": current_app.config["DEFAULT_SOURCE"],
+        "streams": [s.stats() for s in manager.running()],
+    }
+    return jsonify(body), 200, _NO_CACHE
