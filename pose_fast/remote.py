@@ -109,10 +109,14 @@ def _describe_tensors(tensors) -> str:
 class _Slot:
     """One in-flight request's preallocated buffers."""
 
-    __slots__ = ("resized", "tensor", "result")
+    __slots__ = ("source", "resized", "tensor", "result")
 
-    def __init__(self, net_w: int, net_h: int, layout: str, dtype):
-        self.resized = np.empty((net_h, net_w, 3), np.uint8)
+    def __init__(self, frame_w: int, frame_h: int, net_w: int, net_h: int, layout: str, dtype):
+        # Float wire types are resized in float32 like the local engine's in-model preprocessing (convert, then
+        # resize), so both see the same pixels; a UINT8 input is resized in uint8.
+        work = np.uint8 if dtype == np.uint8 else np.float32
+        self.source = np.empty((frame_h, frame_w, 3), work) if work != np.uint8 else None
+        self.resized = np.empty((net_h, net_w, 3), work)
         shape = (1, 3, net_h, net_w) if layout == "NCHW" else (1, net_h, net_w, 3)
         self.tensor = np.empty(shape, dtype)
         self.result = None  # keeps the response's memory alive while the caller reads the views
@@ -299,8 +303,8 @@ class RemoteEngine:
         self.frame_size = (frame_width, frame_height)
         self._free = queue.Queue()
         for _ in range(self._num_requests):
-            self._free.put(_Slot(net_w, net_h, self._layout, self._input_dtype))
-        self._sync_slot = _Slot(net_w, net_h, self._layout, self._input_dtype)
+            self._free.put(_Slot(frame_width, frame_height, net_w, net_h, self._layout, self._input_dtype))
+        self._sync_slot = _Slot(frame_width, frame_height, net_w, net_h, self._layout, self._input_dtype)
 
     # -- inference ---------------------------------------------------------------------------------------------
     def _check_frame(self, frame) -> None:
@@ -325,6 +329,9 @@ class RemoteEngine:
         if frame.shape[1] == net_w and frame.shape[0] == net_h:
             image = frame
         else:
+            if slot.source is not None:
+                np.copyto(slot.source, frame, casting="unsafe")
+                frame = slot.source
             image = cv2.resize(frame, (net_w, net_h), dst=slot.resized, interpolation=cv2.INTER_LINEAR)
         if self._layout == "NCHW":
             np.copyto(slot.tensor[0], image.transpose(2, 0, 1), casting="unsafe")

@@ -5,6 +5,8 @@ protobuf definitions clash with the client library's inside one process::
 
     .venv-kserve/bin/python tests/kserve_server.py --xml MODEL.xml [--port 0] [--name NAME] [--dynamic-width]
 
+or from the tests, through :class:`ServerProcess` (stdlib only, so the client's process can import this module).
+
 It binds only 127.0.0.1 and serves gRPC only (no REST port). ``--port 0`` picks a free port. Once the model is
 compiled and the port is bound it prints ``READY <port>`` on stdout, so a test can wait for that line. SIGTERM stops it.
 
@@ -15,13 +17,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import queue
 import signal
+import subprocess
 import sys
+import tempfile
+import threading
 from concurrent import futures
+from pathlib import Path
+from typing import Optional
 
 MODEL_NAME = "human-pose-estimation-0001"
 SERVICE = "inference.GRPCInferenceService"
+DEFAULT_VENV_PYTHON = Path(__file__).resolve().parents[1] / ".venv-kserve" / "bin" / "python"
 
 
 def parse_args(argv=None):
@@ -30,6 +39,8 @@ def parse_args(argv=None):
     parser.add_argument("--port", type=int, default=0, help="gRPC port on 127.0.0.1 (0: a free one)")
     parser.add_argument("--name", default=MODEL_NAME, help="the model name served")
     parser.add_argument("--dynamic-width", action="store_true", help="serve an input of width -1 (any width)")
+    parser.add_argument("--delay-ms", type=float, default=0.0,
+                        help="answer each request this much later (to test client timeouts)")
     parser.add_argument("--streams", type=int, default=0,
                         help="parallel OpenVINO infer requests (0: the device's optimum for THROUGHPUT)")
     return parser.parse_args(argv)
@@ -55,6 +66,80 @@ def repository_index_response(names) -> bytes:
     return b"".join(_field(1, _field(1, n.encode()) + _field(2, b"1") + _field(3, b"READY")) for n in names)
 
 
+def server_python() -> str:
+    """The interpreter that has kserve: ``POSE_FAST_KSERVE_PYTHON``, else ``<project>/.venv-kserve``."""
+    path = os.environ.get("POSE_FAST_KSERVE_PYTHON") or str(DEFAULT_VENV_PYTHON)
+    if not Path(path).is_file():
+        raise RuntimeError(f"no Python with kserve at {path}: run `source .ci/remote.sh` (it makes .venv-kserve "
+                           f"and sets POSE_FAST_KSERVE_PYTHON)")
+    return path
+
+
+class ServerProcess:
+    """This server in a child process: ``with ServerProcess(xml) as server: server.url``.
+
+    ``port=0`` lets the server pick a free loopback port; pass the old port to restart it at the same address.
+    """
+
+    def __init__(self, xml, port: int = 0, name: str = MODEL_NAME, dynamic_width: bool = False,
+                 delay_ms: float = 0.0, streams: int = 0, python: Optional[str] = None):
+        self.args = [python or server_python(), str(Path(__file__).resolve()), "--xml", str(xml), "--port", str(port),
+                     "--name", name, "--delay-ms", str(delay_ms), "--streams", str(streams)]
+        if dynamic_width:
+            self.args.append("--dynamic-width")
+        self.name = name
+        self.port = port
+        self.proc: Optional[subprocess.Popen] = None
+        self._log = None
+
+    @property
+    def url(self) -> str:
+        return f"grpc://127.0.0.1:{self.port}/{self.name}"
+
+    def start(self, timeout: float = 120.0) -> ServerProcess:
+        self._log = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self._log, text=True)
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in self.proc.stdout], daemon=True).start()
+        try:
+            line = lines.get(timeout=timeout)
+        except queue.Empty:
+            line = ""
+        if not line.startswith("READY "):
+            self.stop()
+            raise RuntimeError(f"the KServe test server did not start: {self.log()[-2000:]}")
+        self.port = int(line.split()[1])
+        return self
+
+    def log(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return self._log.read()
+
+    def kill(self) -> None:
+        """SIGKILL: the server vanishes without a goodbye."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def __enter__(self):
+        return self.start() if self.proc is None else self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     # kserve parses sys.argv when imported: hide ours from it.
@@ -75,15 +160,16 @@ def main(argv=None) -> int:
     class PoseModel(kserve.Model):
         """human-pose-estimation-0001 compiled for the CPU with a pool of infer requests."""
 
-        def __init__(self, name: str, xml: str, dynamic_width: bool, streams: int):
+        def __init__(self, name: str, xml: str, dynamic_width: bool, streams: int, delay_ms: float):
             super().__init__(name)
-            self.xml, self.dynamic_width, self.streams = xml, dynamic_width, streams
+            self.xml, self.dynamic_width, self.streams, self.delay_s = xml, dynamic_width, streams, delay_ms / 1000
+
             self.load()
 
         def load(self) -> bool:
             core = ov.Core()
             model = core.read_model(self.xml)
-            if self.dynamic_width:
+            if self.dynamic_width and model.inputs[0].get_partial_shape().rank.get_length() == 4:
                 shape = model.inputs[0].get_partial_shape()
                 model.reshape({model.inputs[0].get_any_name(): ov.PartialShape([1, 3, shape[2], -1])})
             config = {"PERFORMANCE_HINT": "THROUGHPUT"}
@@ -124,6 +210,8 @@ def main(argv=None) -> int:
 
         async def predict(self, payload, headers=None, response_headers=None):
             batch = payload.inputs[0].as_numpy()
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
             loop = asyncio.get_running_loop()
             results = await loop.run_in_executor(self.executor, self._run, batch)
             outputs = []
@@ -180,7 +268,7 @@ def main(argv=None) -> int:
             await self._grpc_server.stop()
             await serving
 
-    model = PoseModel(args.name, args.xml, args.dynamic_width, args.streams)
+    model = PoseModel(args.name, args.xml, args.dynamic_width, args.streams, args.delay_ms)
     server = LoopbackModelServer(grpc_port=args.port, enable_grpc=True, enable_latency_logging=False,
                                  max_threads=8, grace_period=1)
     server.start([model])
