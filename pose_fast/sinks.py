@@ -185,6 +185,7 @@ class JsonlSink(Sink):
             person["id"] = int(pid)
         record = {"index": int(result.index), "timestamp": iso_utc(result.timestamp), "people": people}
         self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._file.flush()  # readable while the run goes on (tail -f)
         self.frames += 1
 
     def close(self) -> None:

@@ -1,0 +1,289 @@
+"""`python demo.py` as a user runs it: real model, shared videos, subprocesses, a real window under Xvfb.
+
+The window test needs Debian's xvfb, imagemagick (``import``) and xdotool.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pose_fast.skeleton import LIMB_COLORS
+
+ROOT = Path(__file__).resolve().parent.parent
+ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+@pytest.fixture()
+def env(model_dir, tmp_path):
+    """The environment of a user's shell: the model dir, a private events database, no display."""
+    environ = dict(os.environ)
+    environ["POSE_FAST_MODEL_DIR"] = str(model_dir)
+    environ["POSE_FAST_DB"] = str(tmp_path / "default-events.sqlite3")
+    environ.pop("DISPLAY", None)
+    environ.pop("WAYLAND_DISPLAY", None)
+    environ.pop("POSE_FAST_SERVER", None)
+    return environ
+
+
+def demo(env, *args, timeout=300):
+    return subprocess.run([sys.executable, "demo.py", *map(str, args)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _lines(path: Path) -> list:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _assert_clean_exit(proc):
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_json_and_output_video(env, video_path, tmp_path):
+    """One JSON line per frame with people where people are (none in the black frames 23-37), and an annotated,
+    playable video with the same number of frames."""
+    jsonl, video = tmp_path / "poses.jsonl", tmp_path / "annotated.mp4"
+    proc = demo(env, "--video-url", video_path("people-walking"), "--no-show", "--no-db", "--json", jsonl,
+                "--output", video)
+    _assert_clean_exit(proc)
+    records = _lines(jsonl)
+    assert [r["index"] for r in records] == list(range(73))
+    for r in records:
+        assert ISO_Z.match(r["timestamp"]), r["timestamp"]
+        for person in r["people"]:
+            assert len(person["keypoints"]) == 18 and all(len(k) == 3 for k in person["keypoints"])
+            assert person["score"] > 0
+        assert sorted(p["id"] for p in r["people"]) == list(range(1, len(r["people"]) + 1))
+    assert all(not records[i]["people"] for i in range(23, 38))
+    assert all(records[i]["people"] for i in range(38, 73))
+    assert "73 frames" in proc.stdout and "FPS" in proc.stdout
+    for stage in ("capture", "inference", "decode", "render"):
+        assert re.search(rf"^{stage}\s+\d+\.\d\s+\d+\.\d$", proc.stdout, re.M), proc.stdout
+
+    cap = cv2.VideoCapture(str(video))
+    assert cap.isOpened()
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (480, 270)
+    written = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        written.append(frame)
+    cap.release()
+    assert len(written) == 73
+    source = cv2.VideoCapture(str(video_path("people-walking")))
+    ok, first = source.read()
+    source.release()
+    # the header is drawn over the frame: the top-left corner is darker than in the source
+    assert written[0][:12, :80].mean() < first[:12, :80].mean() - 5 or first[:12, :80].mean() < 10
+
+
+def test_limit(env, video_path, tmp_path):
+    jsonl = tmp_path / "five.jsonl"
+    proc = demo(env, "-i", video_path("store-aisle"), "--no-show", "--no-db", "--json", jsonl, "--limit", 5)
+    _assert_clean_exit(proc)
+    assert [r["index"] for r in _lines(jsonl)] == [0, 1, 2, 3, 4]
+    assert "5 frames" in proc.stdout
+
+
+def test_loop_goes_past_the_end_of_the_file(env, video_path, tmp_path):
+    jsonl = tmp_path / "loop.jsonl"
+    proc = demo(env, "-i", video_path("store-aisle"), "--no-show", "--no-db", "--json", jsonl, "--loop",
+                "--limit", 75, "--input-height", 128)
+    _assert_clean_exit(proc)
+    records = _lines(jsonl)
+    assert [r["index"] for r in records] == list(range(75))
+    # frame 67 is frame 0 again: the same people
+    assert len(records[67]["people"]) == len(records[0]["people"])
+    np.testing.assert_allclose(
+        sorted(p["score"] for p in records[67]["people"]), sorted(p["score"] for p in records[0]["people"]),
+        rtol=1e-3)
+
+
+def test_without_loop_the_file_ends(env, video_path, tmp_path):
+    jsonl = tmp_path / "end.jsonl"
+    proc = demo(env, "-i", video_path("store-aisle"), "--no-show", "--no-db", "--json", jsonl, "--limit", 500,
+                "--input-height", 128, "--mode", "latency")
+    _assert_clean_exit(proc)
+    assert len(_lines(jsonl)) == 67
+
+
+def test_events_go_to_the_database(env, video_path, tmp_path):
+    from pose_fast.events import count_events, read_events
+
+    db = tmp_path / "events.sqlite3"
+    jsonl = tmp_path / "tracked.jsonl"
+    proc = demo(env, "-i", video_path("store-aisle"), "--no-show", "--db", db, "--json", jsonl, "--limit", 12,
+                "--input-height", 128)
+    _assert_clean_exit(proc)
+    assert count_events(db) >= 2
+    events, total = read_events(db, limit=100)
+    assert {e["kind"] for e in events} == {"enter", "exit"}
+    assert {e["source"] for e in events} == {str(video_path("store-aisle"))}
+    ids = {p["id"] for r in _lines(jsonl) for p in r["people"]}
+    assert any(i >= 1 for i in ids)  # track ids once people are born
+    assert not Path(env["POSE_FAST_DB"]).exists()
+
+
+def test_default_database(env, video_path):
+    proc = demo(env, "-i", video_path("store-aisle"), "--no-show", "--limit", 2, "--input-height", 128)
+    _assert_clean_exit(proc)
+    assert Path(env["POSE_FAST_DB"]).is_file()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _bad_inputs(tmp_path, video):
+    text = tmp_path / "readme.mp4"
+    text.write_text("not a video")
+    port = _free_port()
+    quiet = ["--no-show", "--no-db"]
+    return [
+        (["-i", tmp_path / "missing.mp4", *quiet], "missing.mp4 not found"),
+        (["-i", text, *quiet], "not a video file"),
+        (["-i", tmp_path, *quiet], "is a folder"),
+        (["-i", f"http://127.0.0.1:{port}/cam.mp4", *quiet], f"cannot open stream http://127.0.0.1:{port}"),
+        (["-i", f"rtsp://127.0.0.1:{port}/live", *quiet], f"cannot open stream rtsp://127.0.0.1:{port}"),
+        (["-i", "ftp://127.0.0.1/a.mp4", *quiet], "unsupported URL scheme"),
+        (["-i", "99", *quiet], "no camera 99"),
+        (["-i", video, *quiet, "--device-name", "TPU"], "unknown device 'TPU'"),
+        (["-i", video, *quiet, "--input-height", 250], "multiple of 8"),
+        (["-i", video, *quiet, "--output", tmp_path / "nowhere" / "a.mp4"], "does not exist"),
+        (["-i", video, *quiet, "--output", tmp_path / "a.txt"], "must end in .mp4"),
+        (["-i", video, *quiet, "--json", tmp_path], "is a directory"),
+        (["-i", video, *quiet, "--db", tmp_path / "e.db"], "--db and --no-db"),
+        (["-i", video, *quiet, "--model", tmp_path / "nope.xml"], "nope.xml"),
+        (["-i", video, "--no-db"], "no display"),
+    ]
+
+
+def test_bad_input_is_one_line_and_exit_code_2(env, tmp_path, video_path):
+    for args, message in _bad_inputs(tmp_path, video_path("store-aisle")):
+        proc = demo(env, *args, timeout=120)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr, proc.stderr
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("Error")]
+        assert len(errors) == 1 and message in errors[0], (args, proc.stderr)
+
+
+def test_limit_must_be_positive(env, video_path):
+    proc = demo(env, "-i", video_path("store-aisle"), "--no-show", "--limit", 0)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "--limit" in proc.stderr
+
+
+def test_ctrl_c_ends_cleanly_with_the_summary(env, video_path, tmp_path):
+    jsonl = tmp_path / "interrupted.jsonl"
+    proc = subprocess.Popen([sys.executable, "demo.py", "-i", str(video_path("store-aisle")), "--no-show", "--no-db",
+                             "--loop", "--json", str(jsonl)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 3):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    frames = len(_lines(jsonl))
+    assert frames >= 3
+    assert f"{frames} frames" in out
+
+
+# -- the window, under Xvfb -------------------------------------------------------------------------------------------
+NEEDED = {"Xvfb": "xvfb", "import": "imagemagick", "xdotool": "xdotool"}
+
+
+@pytest.fixture()
+def xvfb(env):
+    missing = [pkg for tool, pkg in NEEDED.items() if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(f"the window test needs Debian packages: apt-get install {' '.join(missing)}")
+    read_fd, write_fd = os.pipe()
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1024x768x24", "-nolisten",
+                               "tcp"], pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    number = b""
+    with os.fdopen(read_fd, "rb") as pipe:
+        while not number.endswith(b"\n"):
+            chunk = pipe.read(1)
+            if not chunk:
+                break
+            number += chunk
+    assert number.strip(), "Xvfb did not start"
+    env = dict(env, DISPLAY=f":{int(number)}")
+    yield env
+    server.terminate()
+    server.wait(10)
+
+
+def _window_id(env, title, deadline):
+    while time.monotonic() < deadline:
+        found = subprocess.run(["xdotool", "search", "--name", title], env=env, capture_output=True, text=True)
+        if found.stdout.strip():
+            return found.stdout.split()[0]
+        time.sleep(0.3)
+    return None
+
+
+def test_window_shows_the_overlay_and_q_quits(xvfb, video_path, tmp_path):
+    video = video_path("store-aisle")
+    jsonl = tmp_path / "window.jsonl"
+    shot = tmp_path / "window.png"
+    proc = subprocess.Popen([sys.executable, "demo.py", "-i", str(video), "--no-db", "--loop", "--json", str(jsonl),
+                             "--input-height", "128"], cwd=ROOT, env=xvfb, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        window = _window_id(xvfb, "pose_fast", deadline)
+        assert window, "no window appeared"
+        while time.monotonic() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 10):
+            time.sleep(0.2)
+        subprocess.run(["import", "-window", "root", str(shot)], env=xvfb, check=True, timeout=60)
+        geometry = subprocess.run(["xdotool", "getwindowgeometry", "--shell", window], env=xvfb, check=True,
+                                  capture_output=True, text=True, timeout=30).stdout
+        subprocess.run(["xdotool", "key", "--window", window, "q"], env=xvfb, check=True, timeout=30)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert "frames in" in out
+    if os.environ.get("POSE_FAST_SCREENSHOT"):
+        shutil.copy(shot, os.environ["POSE_FAST_SCREENSHOT"])
+
+    screen = cv2.imread(str(shot))
+    assert screen is not None
+    box = dict(line.split("=") for line in geometry.split())
+    x, y, w, h = (int(box[k]) for k in ("X", "Y", "WIDTH", "HEIGHT"))
+    assert w >= 480 and h >= 270
+    shown = screen[y:y + h, x:x + w]
+    # skeleton lines: pixels in the exact limb colours (line centres are not blended)
+    colours = np.array(LIMB_COLORS, np.uint8)
+    exact = (shown[:, :, None, :] == colours[None, None]).all(axis=3).any(axis=2)
+    assert exact.sum() >= 40, exact.sum()
+    # the header: rows at the top-left of the video that are mostly dark (the darkened box) with white text in them;
+    # the source's top-left corner (shop shelves) is nowhere near that dark
+    dark_rows = np.flatnonzero((shown[:, :150].max(axis=2) <= 60).mean(axis=1) > 0.6)
+    assert 8 <= len(dark_rows) <= 40, dark_rows
+    header = shown[dark_rows.min():dark_rows.max() + 1, :200]
+    assert (header.min(axis=2) >= 200).sum() >= 20  # the text
