@@ -21,6 +21,16 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def make_server(app, host: str = "127.0.0.1", port: int = 0, threads: int = THREADS):
+    """A waitress server for the app, tuned for MJPEG: every chunk is sent at once (``send_bytes=1``), a slow
+    viewer blocks only its own thread after 2 MB of backlog (it then skips frames), and a closed connection is
+    seen while its response waits for a frame (``channel_request_lookahead``)."""
+    from waitress.server import create_server
+
+    return create_server(app, host=host, port=port, threads=threads, send_bytes=1,
+                         outbuf_high_watermark=2 * 1024 * 1024, channel_request_lookahead=4, ident="pose_fast")
+
+
 def _url(host: str, port: int, device: str) -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
     if ":" in shown and not shown.startswith("["):
@@ -81,13 +91,9 @@ def web(host, port, demo_video, camera, db, device_name, model, input_height, th
     if not _is_loopback(host):
         click.secho(f"warning: binding {host} exposes the live camera view and the events to the network; "
                     f"use --host 127.0.0.1 to keep them on this machine", fg="yellow", err=True)
-    from waitress.server import create_server
-
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # long-lived MJPEG responses queue others
     try:
-        server = create_server(app, host=host, port=port, threads=threads, send_bytes=1,
-                               outbuf_high_watermark=2 * 1024 * 1024, channel_request_lookahead=4,
-                               ident="pose_fast")
+        server = make_server(app, host, port, threads)
     except OSError as exc:
         raise UserError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): choose another --port or "
                         f"stop the program using it") from None

@@ -1,0 +1,281 @@
+"""The web app through Flask's test client: configuration, routes, errors, streams on the real model and video."""
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from webapp import ConfigError, create_app, load_config
+from webapp.streams import BOUNDARY, MjpegBroadcaster
+
+NO_CAMERA = 99  # an index no machine has: the camera path is the "no camera" one everywhere
+
+
+def wait_for(predicate, timeout=30.0, step=0.05):
+    """Poll until ``predicate()`` is true; return its last value (a wait, not a speed assertion)."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(step)
+        value = predicate()
+    return value
+
+
+@pytest.fixture()
+def make_app(tmp_path, model_xml, video_path):
+    apps = []
+
+    def make(**config):
+        settings = {"DATABASE": str(tmp_path / "events.sqlite3"), "DEMO_VIDEO": str(video_path("store-aisle")),
+                    "CAMERA": NO_CAMERA, "MODEL": str(model_xml), "INPUT_HEIGHT": 128, "STREAM_GRACE": 0.2,
+                    "REALTIME": False, "DEVICE": "CPU"}
+        settings.update(config)
+        app = create_app(settings)
+        app.config["TESTING"] = True
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["pose_fast_streams"].close()
+
+
+def read_parts(response, count):
+    """The first ``count`` JPEGs of a streamed MJPEG response (parsed by the boundary, like a browser)."""
+    data = b""
+    parts = []
+    chunks = iter(response.response)
+    while len(parts) < count:
+        data += next(chunks)
+        while True:
+            head = data.find(b"\r\n\r\n")
+            if head < 0:
+                break
+            header = data[:head].decode("latin-1")
+            assert header.startswith("--" + BOUNDARY), header
+            length = int(header.lower().split("content-length:")[1].split()[0])
+            if len(data) < head + 4 + length + 2:
+                break
+            parts.append(data[head + 4:head + 4 + length])
+            data = data[head + 4 + length + 2:]
+    return parts
+
+
+# -- configuration --------------------------------------------------------------------------------------------------
+def test_config_from_environment_and_arguments(tmp_path):
+    env = {"POSE_FAST_PORT": "6001", "POSE_FAST_DB": str(tmp_path / "e.db"), "POSE_FAST_CAMERA": "2",
+           "POSE_FAST_DEVICE": "CPU", "POSE_FAST_DEMO_VIDEO": "none", "POSE_FAST_INPUT_HEIGHT": "128"}
+    settings = load_config(None, env)
+    assert settings["PORT"] == 6001 and settings["CAMERA"] == 2 and settings["DEVICE"] == "CPU"
+    assert settings["DATABASE"] == str(tmp_path / "e.db") and settings["DEMO_VIDEO"] is None
+    assert settings["INPUT_HEIGHT"] == 128 and settings["HOST"] == "127.0.0.1"
+    settings = load_config({"PORT": 7000, "CAMERA": None}, env)  # arguments win over the environment
+    assert settings["PORT"] == 7000 and settings["CAMERA"] is None
+
+
+@pytest.mark.parametrize("config, word", [({"PORT": "http"}, "PORT"), ({"INPUT_HEIGHT": 100}, "multiple of 8"),
+                                          ({"CAMERA": "front"}, "CAMERA"), ({"DEFAULT_SOURCE": "/dev/video0"},
+                                                                            "camera or demo")])
+def test_bad_config_is_one_line(config, word):
+    with pytest.raises(ConfigError, match=word) as info:
+        load_config(config, {})
+    assert "\n" not in str(info.value)
+
+
+def test_default_demo_video_is_the_shared_one_when_present(video_path):
+    from webapp import DEFAULT_DEMO_VIDEO
+
+    settings = load_config(None, {})
+    if DEFAULT_DEMO_VIDEO.is_file():
+        assert settings["DEMO_VIDEO"] == str(DEFAULT_DEMO_VIDEO)
+    else:
+        assert settings["DEMO_VIDEO"] is None
+
+
+# -- what the server offers ------------------------------------------------------------------------------------------
+def test_sources_report_the_missing_camera_and_the_demo(make_app):
+    client = make_app().test_client()
+    body = client.get("/sources").get_json()
+    assert body["sources"]["camera"]["available"] is False
+    assert "no camera" in body["sources"]["camera"]["error"]
+    assert body["sources"]["demo"] == {"available": True, "label": "store-aisle-detection.mp4", "error": None}
+    assert body["devices"][0] == "AUTO" and "CPU" in body["devices"]
+
+
+def test_page_offers_only_this_machines_devices_and_the_configured_sources(make_app):
+    from pose_fast._ov import Core, available_devices
+
+    client = make_app().test_client()
+    html = client.get("/?device-name=CPU").get_data(as_text=True)
+    offered = [part.split('"')[0] for part in html.split('<option value="')[1:]]
+    assert offered == ["AUTO"] + [d for d in available_devices(Core()) if d != "AUTO"]
+    assert 'data-source="demo"' in html and 'data-source="camera"' in html
+    assert "<option value=\"CPU\" selected>" in html
+
+    no_demo = make_app(DEMO_VIDEO=None).test_client().get("/").get_data(as_text=True)
+    assert 'data-source="demo"' not in no_demo and 'data-source="camera"' in no_demo
+    assert make_app().test_client().get("/static/app.js").status_code == 200
+
+
+# -- bad input -------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("route", ["/video_feed", "/snapshot.jpg", "/stats"])
+@pytest.mark.parametrize("query, valid", [
+    ("source=webcam", ["camera", "demo"]),
+    ("source=/etc/passwd", ["camera", "demo"]),
+    ("source=http://example.com/video.mp4", ["camera", "demo"]),
+    ("source=demo&device-name=TPU", "devices"),
+    ("source=demo&device-name=", "devices"),
+])
+def test_unknown_source_or_device_is_400_listing_valid_values(make_app, route, query, valid):
+    app = make_app()
+    response = app.test_client().get(f"{route}?{query}")
+    assert response.status_code == 400
+    body = response.get_json()
+    expected = app.extensions["pose_fast_streams"].devices() if valid == "devices" else valid
+    assert body["valid"] == expected and body["status"] == 400
+    assert all(v in body["error"] for v in expected)
+    assert app.extensions["pose_fast_streams"].started == 0  # nothing was opened
+
+
+def test_demo_is_unknown_when_no_demo_video_is_configured(make_app):
+    response = make_app(DEMO_VIDEO=None).test_client().get("/video_feed?source=demo")
+    assert response.status_code == 400
+    assert response.get_json()["valid"] == ["camera"]
+
+
+def test_device_names_are_case_insensitive(make_app):
+    app = make_app()
+    assert app.test_client().get("/stats?source=demo&device-name=cpu").get_json()["device"] == "CPU"
+
+
+# -- failures are messages, not hangs ------------------------------------------------------------------------------
+def test_no_camera_is_a_503_with_a_message_and_stats_say_why(make_app):
+    client = make_app().test_client()
+    response = client.get("/video_feed?source=camera&device-name=CPU")
+    assert response.status_code == 503
+    error = response.get_json()["error"]
+    assert "no camera" in error and "demo" in error and "\n" not in error
+    stats = client.get("/stats?source=camera&device-name=CPU").get_json()
+    assert stats["state"] == "failed" and stats["error"] == error and stats["viewers"] == 0
+    assert client.get("/snapshot.jpg?source=camera&device-name=CPU").status_code == 503
+
+
+def test_a_device_that_cannot_load_the_model_is_a_visible_error(make_app, tmp_path):
+    broken = tmp_path / "human-pose-estimation-0001.xml"
+    broken.write_text("<net name='broken'>")
+    (tmp_path / "human-pose-estimation-0001.bin").write_bytes(b"")
+    client = make_app(MODEL=str(broken)).test_client()
+    response = client.get("/video_feed?source=demo&device-name=CPU")
+    assert response.status_code == 503
+    error = response.get_json()["error"]
+    assert "\n" not in error and "model" in error
+    assert client.get("/stats?source=demo&device-name=CPU").get_json()["error"] == error
+
+
+# -- streams on the real model ---------------------------------------------------------------------------------------
+def test_video_feed_streams_annotated_jpegs_and_stops_after_the_last_viewer(make_app):
+    app = make_app()
+    manager = app.extensions["pose_fast_streams"]
+    client = app.test_client()
+    response = client.get("/video_feed?source=demo&device-name=CPU", buffered=False)
+    assert response.status_code == 200
+    assert response.mimetype == "multipart/x-mixed-replace"
+    assert "no-store" in response.headers["Cache-Control"]
+    parts = read_parts(response, 3)
+    frames = [cv2.imdecode(np.frombuffer(p, np.uint8), cv2.IMREAD_COLOR) for p in parts]
+    assert all(f is not None and f.shape == (270, 480, 3) for f in frames)
+    assert not np.array_equal(frames[0], frames[2])  # the video moves
+    stats = client.get("/stats?source=demo&device-name=CPU").get_json()
+    assert stats["state"] == "running" and stats["viewers"] == 1 and stats["error"] is None
+    assert stats["frame_size"] == [480, 270] and stats["inference_ms"] > 0
+    stream = manager.stream("demo", "CPU")
+    response.close()  # the browser goes away
+    assert stream.viewers == 0  # unsubscribed at once
+    assert wait_for(lambda: stream.state == "stopped")
+    assert manager.running() == []
+    b = stream.broadcaster
+    assert b.encodes == b.frames_watched <= b.frames  # one encode per watched frame, none unwatched
+
+
+def test_an_unread_response_still_unsubscribes_when_closed(make_app):
+    app = make_app(STREAM_GRACE=60)
+    manager = app.extensions["pose_fast_streams"]
+    response = app.test_client().get("/video_feed?source=demo&device-name=CPU", buffered=False)
+    stream = manager.stream("demo", "CPU")
+    assert stream.viewers == 1
+    response.close()  # never iterated: the generator never started
+    assert stream.viewers == 0
+
+
+def test_viewers_share_one_pipeline_and_a_new_viewer_within_grace_keeps_it(make_app):
+    app = make_app(STREAM_GRACE=30)
+    manager = app.extensions["pose_fast_streams"]
+    client = app.test_client()
+    first = client.get("/video_feed?source=demo&device-name=CPU", buffered=False)
+    second = client.get("/video_feed?source=demo&device-name=CPU", buffered=False)
+    read_parts(first, 1)
+    read_parts(second, 1)
+    assert manager.started == 1 and manager.stream("demo", "CPU").viewers == 2
+    stream = manager.stream("demo", "CPU")
+    first.close()
+    second.close()
+    third = client.get("/video_feed?source=demo&device-name=CPU", buffered=False)
+    read_parts(third, 1)
+    assert manager.started == 1 and manager.stream("demo", "CPU") is stream and stream.state == "running"
+    third.close()
+
+
+def test_snapshot_is_the_latest_frame(make_app):
+    client = make_app().test_client()
+    response = client.get("/snapshot.jpg?source=demo&device-name=CPU")
+    assert response.status_code == 200 and response.mimetype == "image/jpeg"
+    image = cv2.imdecode(np.frombuffer(response.data, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (270, 480, 3)
+
+
+def test_events_of_web_streams_reach_detections(make_app):
+    app = make_app()
+    manager = app.extensions["pose_fast_streams"]
+    client = app.test_client()
+    response = client.get("/video_feed?source=demo&device-name=CPU", buffered=False)
+    stream = manager.stream("demo", "CPU")
+    read_parts(response, 1)
+    assert wait_for(lambda: stream.broadcaster.frames >= 20, timeout=120)
+    response.close()
+    assert wait_for(lambda: stream.state == "stopped")
+    manager.close()  # commits the events (exits included: the tracker closes with the stream)
+    body = client.get("/detections?per-page=100").get_json()
+    kinds = [e["kind"] for e in body["results"]]
+    assert "enter" in kinds and kinds.count("enter") == kinds.count("exit")
+    assert {e["source"] for e in body["results"]} == {"store-aisle-detection.mp4"}
+    assert {e["device"] for e in body["results"]} == {"CPU"}
+
+
+# -- the broadcaster, on real frames ----------------------------------------------------------------------------------
+def _result(frame, index):
+    from pose_fast.pipeline import FrameResult
+    from pose_fast.poses import Poses
+
+    return FrameResult(index=index, timestamp=time.time(), frame=frame, poses=Poses.empty(), track_ids=None,
+                       timings={}, fps=5.0, inference_ms=100.0, people=0)
+
+
+def test_broadcaster_encodes_once_per_frame_only_while_watched_and_slow_viewers_skip(read_frames):
+    frames = read_frames("store-aisle", count=6)
+    b = MjpegBroadcaster(quality=70)
+    b.write(_result(frames[0], 0))
+    assert b.encodes == 0 and b.jpeg is None  # nobody watches: no encode
+    for _ in range(3):
+        b.add_viewer()
+    for i, frame in enumerate(frames[1:4], 1):
+        b.write(_result(frame, i))
+    assert b.encodes == 3 == b.frames_watched and b.frames == 4
+    jpeg, seq = b.wait_newer(0, timeout=0)  # a slow viewer gets the newest frame, skipping the others
+    assert seq == 3
+    decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert np.abs(decoded.astype(int) - frames[3]).mean() < 8
+    assert b.wait_newer(seq, timeout=0) == (None, seq)  # nothing newer yet
+    with pytest.raises(ValueError, match="quality"):
+        MjpegBroadcaster(quality=0)
