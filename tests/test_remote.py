@@ -321,3 +321,19 @@ def _keypoints(people) -> np.ndarray:
     """(kind, x, y) of every keypoint found in a frame, whoever it belongs to."""
     rows = [(kind, x, y) for person in people for kind, (x, y, score) in enumerate(person["keypoints"]) if score > 0]
     return np.array(rows, float).reshape(-1, 3)
+
+
+# -- deployment files ------------------------------------------------------------------------------------------------
+def test_deploy_files_serve_the_model_the_client_expects():
+    import re
+
+    config = json.loads((ROOT / "deploy" / "ovms" / "config.json").read_text())
+    (entry,) = config["model_config_list"]
+    assert entry["config"]["name"] == parse_server_url("grpc://h:1")[2]
+    assert entry["config"]["shape"] == {"data": "(1,3,256,-1)"}  # height 256 like the local engine, any width
+    manifest = (ROOT / "deploy" / "kserve" / "inferenceservice.yaml").read_text()
+    assert re.search(r"^kind: InferenceService$", manifest, re.M)
+    assert re.search(r"^  name: human-pose-estimation-0001$", manifest, re.M)
+    assert int(re.search(r"^    minReplicas: (\d+)$", manifest, re.M).group(1)) >= 2
+    assert re.search(r"^      protocolVersion: grpc-v2$", manifest, re.M)
+    assert '--shape={"data":"(1,3,256,-1)"}' in manifest
