@@ -11,9 +11,11 @@ threshold at the border.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 
 from pose_fast.skeleton import LIMBS, NUM_KEYPOINTS, PAF_X_CHANNELS
 
@@ -218,3 +220,21 @@ def match(scene: Scene, keypoints: np.ndarray, tolerance: float = 1.0) -> list:
                 break
         result.append(found)
     return result
+
+
+#: Backends that must be available (CI sets POSE_FAST_REQUIRE_BACKENDS=cython,numba,numpy).
+REQUIRED_BACKENDS = tuple(name.strip() for name in os.environ.get("POSE_FAST_REQUIRE_BACKENDS", "").split(",")
+                          if name.strip())
+
+
+def backend_or_skip(name: str) -> str:
+    """``name`` if that decoder backend imports; else skip, or fail when POSE_FAST_REQUIRE_BACKENDS lists it."""
+    from pose_fast.decode import BackendUnavailableError, load_backend
+
+    try:
+        load_backend(name)
+    except BackendUnavailableError as exc:
+        if name in REQUIRED_BACKENDS:
+            pytest.fail(f"{exc} (POSE_FAST_REQUIRE_BACKENDS requires it)")
+        pytest.skip(str(exc))
+    return name
