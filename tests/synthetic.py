@@ -238,3 +238,46 @@ def backend_or_skip(name: str) -> str:
             pytest.fail(f"{exc} (POSE_FAST_REQUIRE_BACKENDS requires it)")
         pytest.skip(str(exc))
     return name
+
+
+# --- the peer decoder ------------------------------------------------------------------------------------------
+
+def maxpool3(heatmaps: np.ndarray) -> np.ndarray:
+    """3×3 max-pool with zero padding, stride 1, of (..., H, W) maps: the OpenVINO pose notebook's ``pool2d``."""
+    padded = np.pad(heatmaps, [(0, 0)] * (heatmaps.ndim - 2) + [(1, 1), (1, 1)], mode="constant")
+    height, width = heatmaps.shape[-2:]
+    windows = [padded[..., dy:dy + height, dx:dx + width] for dy in range(3) for dx in range(3)]
+    return np.max(windows, axis=0)
+
+
+def peer_decoder():
+    """A callable ``(heatmaps, pafs, frame_size) -> (poses (P, 17, 3), scores (P,))`` running the peer.
+
+    The peer is ``OpenPoseDecoder`` from ``openvino-model-api==0.2.5`` (``pip install --no-deps
+    openvino-model-api==0.2.5``; it imports scipy), fed as the OpenVINO pose notebook feeds it: NMS input
+    ``heatmaps * (heatmaps == maxpool3(heatmaps))``, output scaled by (frame_w / W, frame_h / H).
+    """
+    import sys
+    import warnings
+
+    import openvino
+
+    sys.modules.setdefault("openvino.runtime", openvino)  # model_api 0.2.5 still imports it
+    try:
+        with warnings.catch_warnings():  # it imports numpy.core.umath, deprecated in NumPy 2
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from model_api.models.open_pose import OpenPoseDecoder
+    except ImportError as exc:
+        pytest.fail(f"the peer decoder is missing ({exc}): pip install --no-deps openvino-model-api==0.2.5 scipy")
+    decoder = OpenPoseDecoder()
+
+    def run(heatmaps: np.ndarray, pafs: np.ndarray, frame_size) -> tuple:
+        heatmaps = np.asarray(heatmaps, np.float32).reshape((1, -1) + heatmaps.shape[-2:])
+        pafs = np.asarray(pafs, np.float32).reshape((1, -1) + pafs.shape[-2:])
+        nms = heatmaps * (heatmaps == maxpool3(heatmaps))
+        poses, scores = decoder(heatmaps, nms, pafs)
+        height, width = heatmaps.shape[-2:]
+        poses[:, :, :2] *= (frame_size[0] / width, frame_size[1] / height)
+        return poses, scores
+
+    return run
