@@ -165,6 +165,10 @@ class Tracker:
         Keypoints with a score at or below this are treated as missing.
     min_common_keypoints : int
         Keypoints visible in both the track and the detection needed for OKS; fewer means box matching.
+    fragment_distance : float
+        Two poses of one frame that place the same keypoint closer than this fraction of the taller one's height
+        are taken as one person split in two by the decoder: the lower-scoring one is a fragment, gets id -1 and
+        never starts a track (default 0.05; 0 turns this off).
     smoothing : bool
         When true, :meth:`update` replaces the x, y of each matched pose's visible keypoints with One-Euro
         filtered values, in place (``poses.keypoints`` must be writeable).
@@ -179,7 +183,8 @@ class Tracker:
 
     def __init__(self, on_event: Optional[EventCallback] = None, *, min_hits: int = 3, hit_window: int = 5,
                  max_age: float = 1.0, min_misses: int = 2, min_similarity: float = 0.2,
-                 keypoint_threshold: float = 0.0, min_common_keypoints: int = 3, smoothing: bool = False,
+                 keypoint_threshold: float = 0.0, min_common_keypoints: int = 3, fragment_distance: float = 0.05,
+                 smoothing: bool = False,
                  min_cutoff: float = 1.0, beta: float = 0.01, d_cutoff: float = 1.0):
         if on_event is not None and not callable(on_event):
             raise ValueError(f"on_event must be a callable(kind, track_id, frame_index, timestamp, people_count) "
@@ -195,6 +200,7 @@ class Tracker:
         self.keypoint_threshold = _check_float("keypoint_threshold", keypoint_threshold, 0.0, 1.0,
                                                low_open=False, high_open=True)
         self.min_common_keypoints = _check_int("min_common_keypoints", min_common_keypoints, 1, NUM_KEYPOINTS)
+        self.fragment_distance = _check_float("fragment_distance", fragment_distance, 0.0, 1.0, low_open=False)
         if not isinstance(smoothing, (bool, np.bool_)):
             raise ValueError(f"smoothing must be True or False, got {smoothing!r}")
         self.smoothing = bool(smoothing)
@@ -246,9 +252,11 @@ class Tracker:
             track.matched_now = False
 
         visible = keypoints[:, :, 2] > self.keypoint_threshold
+        fragment = self._fragments(keypoints, visible, getattr(poses, "scores", None))
         match = np.full(n_det, -1, dtype=np.intp)  # detection -> index into self._tracks
         if self._tracks and n_det:
             sim = self._similarity(keypoints, visible, frame_index)
+            sim[:, fragment] = -1.0  # never matched
             taken = np.zeros(n_det, dtype=bool)
             # born tracks choose first, so that a flickering candidate never steals a person's detection
             for born in (True, False):
@@ -259,6 +267,8 @@ class Tracker:
         ids = np.full(n_det, -1, dtype=np.int64)
         births = []
         for d in range(n_det):
+            if fragment[d]:
+                continue
             if match[d] >= 0:
                 track = self._tracks[match[d]]
                 self._continue(track, keypoints[d], visible[d], frame_index, timestamp)
@@ -336,6 +346,31 @@ class Tracker:
             raise ValueError(f"frame_index must increase from one update to the next: got {frame_index} after "
                              f"{self._last_frame}")
         return keypoints.astype(np.float64, copy=False)
+
+    def _fragments(self, keypoints, visible, scores):
+        """(P,) bool: poses that repeat a keypoint of a better pose at (nearly) the same place."""
+        n = keypoints.shape[0]
+        out = np.zeros(n, dtype=bool)
+        if n < 2 or self.fragment_distance == 0:
+            return out
+        box = _boxes(keypoints[:, :, :2], visible)
+        height = box[:, 3] - box[:, 1]
+        dist = np.sqrt(((keypoints[:, None, :, :2] - keypoints[None, :, :, :2]) ** 2).sum(-1))  # (P, P, 18)
+        common = visible[:, None, :] & visible[None, :, :]
+        limit = self.fragment_distance * np.maximum(height[:, None], height[None, :])
+        close = (common & (dist < limit[:, :, None])).any(-1)
+        np.fill_diagonal(close, False)
+        if not close.any():
+            return out
+        score = np.asarray(scores, np.float64) if scores is not None and len(scores) == n else np.zeros(n)
+        # best first: score, then visible keypoints, then input order
+        order = sorted(range(n), key=lambda i: (-score[i], -int(visible[i].sum()), i))
+        for rank, i in enumerate(order):
+            if not out[i]:
+                for j in order[rank + 1:]:
+                    if close[i, j]:
+                        out[j] = True
+        return out
 
     def _similarity(self, keypoints, visible, frame_index):
         """(T, P) similarity between each track's predicted pose and each detection."""

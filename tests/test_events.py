@@ -463,3 +463,23 @@ def test_people_walking_in_and_out_one_at_a_time_give_enter_exit_pairs(tmp_path,
     assert max(r["people_count"] for r in rows) == 1, rows
     spans = sorted((e["frame_index"], exits[e["person_id"]]["frame_index"]) for e in enters)
     assert all(a_end < b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:])), spans
+
+
+def test_a_person_the_decoder_splits_is_one_enter(read_frames, engine_for):
+    """Frames 80-115 of one-by-one-person-detection.mp4, every frame: the decoder splits the person into an arm and
+    the rest in about half of them; the tracker still reports one person."""
+    from pose_fast.decode import decode
+
+    frames = read_frames("one-by-one", count=36, start=80)
+    height, width = frames[0].shape[:2]
+    engine = engine_for(width, height)
+    kinds, split = [], 0
+    tracker = Tracker(on_event=lambda kind, tid, *_: kinds.append((kind, tid)))
+    for n, frame in enumerate(frames):
+        poses = decode(*engine.infer(frame), frame_size=(width, height))
+        split += len(poses) > 1
+        ids = tracker.update(poses, 80 + n, T0 + n / 10)
+        assert sorted(ids.tolist())[-1:] in ([], [-1], [1]), ids  # nobody but person 1
+    tracker.close(80 + len(frames), T0 + len(frames) / 10)
+    assert split >= 3  # the scene still exercises the split (else this test proves nothing)
+    assert kinds == [("enter", 1), ("exit", 1)]
