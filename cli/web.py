@@ -21,14 +21,24 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def make_server(app, host: str = "127.0.0.1", port: int = 0, threads: int = THREADS):
-    """A waitress server for the app, tuned for MJPEG: every chunk is sent at once (``send_bytes=1``), a slow
-    viewer blocks only its own thread after 2 MB of backlog (it then skips frames), and a closed connection is
-    seen while its response waits for a frame (``channel_request_lookahead``)."""
+def make_server(app, host: str = "127.0.0.1", port: int = 0, threads: int = THREADS,
+                backlog_bytes: int = 512 * 1024):
+    """A waitress server for the app, tuned for MJPEG.
+
+    Every chunk is sent at once (waitress's default ``send_bytes=1``); a slow viewer blocks only its own thread
+    after about ``backlog_bytes`` of unsent output in waitress and as much in the kernel, and then skips frames
+    instead of lagging further; a closed connection is seen while its response waits for a frame
+    (``channel_request_lookahead``)."""
+    import socket
+
     from waitress.server import create_server
 
-    return create_server(app, host=host, port=port, threads=threads, send_bytes=1,
-                         outbuf_high_watermark=2 * 1024 * 1024, channel_request_lookahead=4, ident="pose_fast")
+    options = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
+               (socket.SOL_SOCKET, socket.SO_SNDBUF, max(4096, backlog_bytes // 2))]  # the kernel doubles it
+    server = create_server(app, host=host, port=port, threads=threads, outbuf_high_watermark=backlog_bytes,
+                           channel_request_lookahead=4, ident="pose_fast")
+    server.adj.socket_options = options  # applied to every accepted connection
+    return server
 
 
 def _url(host: str, port: int, device: str) -> str:

@@ -40,10 +40,12 @@ class StreamError(RuntimeError):
     """A stream cannot start or has stopped with an error; the message is one line for people."""
 
 
-def mjpeg_part(jpeg: bytes) -> bytes:
-    """One part of a ``multipart/x-mixed-replace`` MJPEG body."""
+def mjpeg_part(jpeg: bytes, sequence: int = 0) -> bytes:
+    """One part of a ``multipart/x-mixed-replace`` MJPEG body (``X-Frame-Sequence``: the broadcaster's frame
+    number, so a client can see the frames it skipped)."""
     return (b"--" + BOUNDARY.encode() + b"\r\nContent-Type: image/jpeg\r\nContent-Length: "
-            + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+            + str(len(jpeg)).encode() + b"\r\nX-Frame-Sequence: " + str(sequence).encode() + b"\r\n\r\n"
+            + jpeg + b"\r\n")
 
 
 class MjpegBroadcaster:
@@ -270,6 +272,7 @@ class Subscription:
         self.manager = manager
         self.stream = stream
         self.sent = 0
+        self.sequence = 0  # the broadcaster's number of the last frame given
         self._closed = False
         self._lock = threading.Lock()
 
@@ -288,6 +291,7 @@ class Subscription:
                         return
                     continue
                 self.sent += 1
+                self.sequence = seq
                 yield jpeg
         finally:
             self.close()
@@ -326,7 +330,8 @@ class MjpegBody:
         return self
 
     def __next__(self) -> bytes:
-        return mjpeg_part(next(self._frames))
+        jpeg = next(self._frames)
+        return mjpeg_part(jpeg, self.subscription.sequence)
 
     def close(self) -> None:
         self._frames.close()

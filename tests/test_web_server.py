@@ -1,0 +1,230 @@
+"""The web app on a real waitress server over loopback: concurrent MJPEG readers, a slow one, disconnects, the CLI."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from cli.web import make_server
+from webapp import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+NO_CAMERA = 99
+
+
+def wait_for(predicate, timeout=30.0, step=0.05):
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(step)
+        value = predicate()
+    return value
+
+
+class MjpegReader(threading.Thread):
+    """A raw-socket MJPEG client: keeps each part's ``X-Frame-Sequence`` and the last JPEG.
+
+    ``delay`` s of sleep after each part and a tiny receive buffer make it a slow viewer: the server's send
+    buffers fill up and its response thread blocks, as with a client on a bad network.
+    """
+
+    def __init__(self, port, query, want, delay=0.0, rcvbuf=None):
+        super().__init__(daemon=True)
+        self.port, self.query, self.want, self.delay, self.rcvbuf = port, query, want, delay, rcvbuf
+        self.sequences = []
+        self.last_jpeg = None
+        self.status = None
+        self.content_type = None
+        self.error = None
+        self.done = threading.Event()
+
+    def run(self):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            if self.rcvbuf:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+            sock.settimeout(120)
+            sock.connect(("127.0.0.1", self.port))
+            sock.sendall(f"GET /video_feed?{self.query} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += self._recv(sock)
+            head, data = data.split(b"\r\n\r\n", 1)
+            lines = head.decode("latin-1").split("\r\n")
+            self.status = int(lines[0].split()[1])
+            headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+            self.content_type = headers.get("content-type")
+            while len(self.sequences) < self.want:
+                while b"\r\n\r\n" not in data:
+                    data += self._recv(sock)
+                part_head, data = data.split(b"\r\n\r\n", 1)
+                fields = {k.strip().lower(): v.strip() for k, v in
+                          (line.split(":", 1) for line in part_head.decode("latin-1").split("\r\n")[1:])}
+                length = int(fields["content-length"])
+                while len(data) < length + 2:
+                    data += self._recv(sock)
+                self.last_jpeg, data = data[:length], data[length + 2:]
+                self.sequences.append(int(fields["x-frame-sequence"]))
+                if self.delay:
+                    time.sleep(self.delay)
+        except Exception as exc:  # noqa: BLE001 - checked by the test
+            import traceback
+
+            self.error = exc
+            self.trace = traceback.format_exc()
+        finally:
+            sock.close()
+            self.done.set()
+
+    def _recv(self, sock):
+        chunk = sock.recv(4096 if self.rcvbuf else 65536)
+        if not chunk:
+            raise ConnectionError("the server closed the stream")
+        return chunk
+
+
+@pytest.fixture()
+def served(tmp_path, model_xml, video_path):
+    """``served(**config)`` -> (base URL, port, app) of a real waitress server on a free loopback port."""
+    running = []
+
+    def start(backlog_bytes=512 * 1024, **config):
+        settings = {"DATABASE": str(tmp_path / "events.sqlite3"), "DEMO_VIDEO": str(video_path("store-aisle")),
+                    "CAMERA": NO_CAMERA, "MODEL": str(model_xml), "INPUT_HEIGHT": 128, "STREAM_GRACE": 0.3,
+                    "REALTIME": False, "DEVICE": "CPU"}
+        settings.update(config)
+        app = create_app(settings)
+        server = make_server(app, "127.0.0.1", 0, threads=12, backlog_bytes=backlog_bytes)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        running.append((server, thread, app))
+        port = int(server.effective_port)
+        return f"http://127.0.0.1:{port}", port, app
+
+    yield start
+    for server, thread, app in running:
+        server.close()
+        thread.join(5)
+        app.extensions["pose_fast_streams"].close()
+
+
+def get_json(url):
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_concurrent_readers_and_a_slow_one_all_get_frames_and_the_pipeline_stops_after_the_last(served):
+    base, port, app = served(backlog_bytes=64 * 1024)
+    manager = app.extensions["pose_fast_streams"]
+    query = "source=demo&device-name=CPU"
+    slow = MjpegReader(port, query, want=12, delay=0.25, rcvbuf=4096)
+    fast = [MjpegReader(port, query, want=40) for _ in range(3)]
+    for reader in [slow] + fast:
+        reader.start()
+    for reader in fast:
+        assert reader.done.wait(300), "a fast reader got stuck"
+    # the fast readers finished while the slow one was still reading: it held up nobody
+    assert not slow.done.is_set() or len(slow.sequences) == slow.want
+    assert slow.done.wait(300)
+    for reader in [slow] + fast:
+        assert reader.error is None, reader.error
+        assert reader.status == 200 and reader.content_type.startswith("multipart/x-mixed-replace")
+        assert len(reader.sequences) == reader.want
+        assert all(b > a for a, b in zip(reader.sequences, reader.sequences[1:]))  # in order, none twice
+        image = cv2.imdecode(np.frombuffer(reader.last_jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None and image.shape == (270, 480, 3)
+    gaps = [b - a for a, b in zip(slow.sequences, slow.sequences[1:])]
+    assert max(gaps) > 1, f"the slow reader should have skipped frames, got {slow.sequences}"
+    assert max(r.sequences[-1] for r in fast) > slow.sequences[0]
+    stream = manager.stream("demo", "CPU")
+    assert manager.started == 1  # one pipeline for all four
+    assert wait_for(lambda: stream.state == "stopped")  # after the last reader left and the grace period
+    b = stream.broadcaster
+    assert b.encodes == b.frames_watched  # one JPEG per frame, whatever the number of readers
+    status, stats = get_json(f"{base}/stats?{query}")
+    assert status == 200 and stats["state"] == "stopped" and stats["viewers"] == 0
+
+
+def test_a_closed_connection_unsubscribes_while_others_keep_watching(served):
+    base, port, app = served(STREAM_GRACE=30)
+    query = "source=demo&device-name=CPU"
+    stays = MjpegReader(port, query, want=10**6)
+    leaves = MjpegReader(port, query, want=3)
+    stays.start()
+    leaves.start()
+    assert leaves.done.wait(120) and leaves.error is None
+    stream = app.extensions["pose_fast_streams"].stream("demo", "CPU")
+    assert wait_for(lambda: stream.viewers == 1, timeout=10)
+    got = len(stays.sequences)
+    assert wait_for(lambda: len(stays.sequences) > got + 3, timeout=120)  # the other one still gets frames
+    assert stream.state == "running" and stays.error is None
+    stream.stop()
+    assert stays.done.wait(30)
+
+
+def test_http_errors_and_snapshot_on_the_real_server(served):
+    base, port, app = served()
+    status, body = get_json(f"{base}/video_feed?source=../../etc/passwd")
+    assert status == 400 and body["valid"] == ["camera", "demo"]
+    status, body = get_json(f"{base}/video_feed?source=camera&device-name=CPU")
+    assert status == 503 and "no camera" in body["error"]
+    with urllib.request.urlopen(f"{base}/snapshot.jpg?source=demo&device-name=CPU", timeout=120) as response:
+        assert response.headers["Content-Type"] == "image/jpeg"
+        image = cv2.imdecode(np.frombuffer(response.read(), np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (270, 480, 3)
+    with urllib.request.urlopen(f"{base}/", timeout=30) as response:
+        assert b"pose_fast" in response.read()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_web_command_serves_warns_off_loopback_and_stops_on_sigterm(tmp_path, model_xml, video_path):
+    port = _free_port()
+    env = dict(os.environ, POSE_FAST_CAMERA=str(NO_CAMERA), POSE_FAST_DB=str(tmp_path / "e.sqlite3"))
+    proc = subprocess.Popen([sys.executable, "main.py", "--host", "0.0.0.0", "--port", str(port), "--demo-video",
+                             str(video_path("store-aisle")), "--model", str(model_xml), "--input-height", "128"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        while line and "serving on" not in line:
+            line = proc.stdout.readline()
+        assert f"serving on http://127.0.0.1:{port}/?device-name=AUTO" in line
+        status, body = get_json(f"http://127.0.0.1:{port}/sources")
+        assert status == 200 and body["sources"]["demo"]["label"] == "store-aisle-detection.mp4"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert "warning: binding 0.0.0.0" in err and "127.0.0.1" in err
+    assert proc.returncode in (0, 143)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--demo-video", "/nonexistent/video.mp4"], "demo video /nonexistent/video.mp4 not found"),
+    (["--device-name", "TPU"], "unknown device 'TPU'"),
+    (["--input-height", "100"], "multiple of 8"),
+])
+def test_web_command_errors_are_one_line(args, message):
+    proc = subprocess.run([sys.executable, "main.py", "--port", "0"] + args, cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
