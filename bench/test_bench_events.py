@@ -2,8 +2,8 @@
 
 Targets (issue 6): the writer stores >= 100,000 events/s batched; a /detections page of 50 over 1,000,000 events
 answers in p50 < 5 ms. Run ``pytest bench/test_bench_events.py``; with ``--benchmark-disable`` (CI) the same code
-runs once on small sizes so it stays quick. The project's pytest options disable benchmarks by default: measure with
-``pytest bench/test_bench_events.py --benchmark-enable -s``.
+runs once on small sizes (``bench_smoke``, bench/conftest.py) so it stays quick. The project's pytest options
+disable benchmarks by default: measure with ``pytest bench/test_bench_events.py --benchmark-enable -s``.
 """
 from __future__ import annotations
 
@@ -19,12 +19,6 @@ T0 = 1_764_050_400.0
 SOURCES = ("camera 0", "store-aisle.mp4", "rtsp://door")
 
 
-def full_size(request) -> bool:
-    """False when benchmarks are disabled (as pytest-benchmark decides it: --benchmark-enable wins)."""
-    config = request.config
-    return not (config.getoption("benchmark_disable", False) and not config.getoption("benchmark_enable", False))
-
-
 def fill(store, n, start=0):
     add = store.add
     for i in range(start, start + n):
@@ -32,9 +26,9 @@ def fill(store, n, start=0):
 
 
 @pytest.fixture(scope="module")
-def big_db(request, tmp_path_factory):
+def big_db(bench_smoke, tmp_path_factory):
     """1,000,000 events (20,000 with --benchmark-disable), written through the EventStore."""
-    n = 1_000_000 if full_size(request) else 20_000
+    n = 20_000 if bench_smoke else 1_000_000
     path = tmp_path_factory.mktemp("bench-events") / "events.sqlite3"
     with EventStore(path) as store:
         fill(store, n)
@@ -42,9 +36,9 @@ def big_db(request, tmp_path_factory):
     return path, n
 
 
-def test_writer_events_per_second(benchmark, request, tmp_path):
+def test_writer_events_per_second(benchmark, bench_smoke, tmp_path):
     """Events added and committed per second: add() from the caller, batched transactions in the writer thread."""
-    n = 200_000 if full_size(request) else 5_000
+    n = 5_000 if bench_smoke else 200_000
     counter = itertools.count()
 
     def setup():
@@ -55,7 +49,7 @@ def test_writer_events_per_second(benchmark, request, tmp_path):
         fill(store, n)
         store.close()
 
-    benchmark.pedantic(write, setup=setup, rounds=3 if full_size(request) else 1, iterations=1)
+    benchmark.pedantic(write, setup=setup, rounds=1 if bench_smoke else 3, iterations=1)
     if benchmark.stats is not None:
         rate = n / benchmark.stats.stats.median
         benchmark.extra_info["events_per_s"] = round(rate)
@@ -116,10 +110,10 @@ def test_detections_first_page_while_writing(benchmark, big_db, tmp_path):
         store.close()
 
 
-def test_writer_into_a_big_database(benchmark, request, big_db, tmp_path):
+def test_writer_into_a_big_database(benchmark, bench_smoke, big_db, tmp_path):
     """The same, appending to the database that already holds the big table (deeper indexes)."""
     path, n_big = big_db
-    n = 100_000 if full_size(request) else 2_000
+    n = 2_000 if bench_smoke else 100_000
     start = itertools.count(n_big, n)
 
     def setup():
