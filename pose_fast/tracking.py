@@ -166,9 +166,10 @@ class Tracker:
     min_common_keypoints : int
         Keypoints visible in both the track and the detection needed for OKS; fewer means box matching.
     fragment_distance : float
-        Two poses of one frame that place the same keypoint closer than this fraction of the taller one's height
-        are taken as one person split in two by the decoder: the lower-scoring one is a fragment, gets id -1 and
-        never starts a track (default 0.05; 0 turns this off).
+        Two poses of one frame that place the same keypoint closer than this fraction of the taller one's height,
+        and otherwise show mostly different keypoints (at most a third of the weaker one's are in both), are taken
+        as one person split in two by the decoder: the lower-scoring one is a fragment, gets id -1 and never starts
+        a track (default 0.05; 0 turns this off).
     smoothing : bool
         When true, :meth:`update` replaces the x, y of each matched pose's visible keypoints with One-Euro
         filtered values, in place (``poses.keypoints`` must be writeable).
@@ -363,12 +364,16 @@ class Tracker:
         if not close.any():
             return out
         score = np.asarray(scores, np.float64) if scores is not None and len(scores) == n else np.zeros(n)
+        shared = common.sum(-1)
+        seen = visible.sum(1)
         # best first: score, then visible keypoints, then input order
-        order = sorted(range(n), key=lambda i: (-score[i], -int(visible[i].sum()), i))
+        order = sorted(range(n), key=lambda i: (-score[i], -int(seen[i]), i))
         for rank, i in enumerate(order):
             if not out[i]:
                 for j in order[rank + 1:]:
-                    if close[i, j]:
+                    # a fragment holds mostly keypoints the better pose lacks (the other half of one body); two
+                    # people standing close, or one half hidden behind the other, share most of their keypoints
+                    if close[i, j] and 3 * shared[i, j] <= seen[j]:
                         out[j] = True
         return out
 

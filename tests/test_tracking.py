@@ -306,3 +306,16 @@ def test_one_euro_filter_validates_and_passes_constants_through():
     x = np.array([[1.0, 2.0]])
     for i in range(5):
         assert np.allclose(f(x, i / 30), x)
+
+
+def test_people_standing_close_are_not_fragments():
+    """Two whole people whose feet (same keypoints) almost touch, and a half-hidden person whose head and shoulders
+    sit where the front person's are: all are people, none a fragment."""
+    rec = Recorder()
+    tracker = Tracker(on_event=rec)
+    a = person(300, 250)
+    b = person(300 + 2 * 0.06 * 300 + 3, 250)        # B's right ankle 3 px from A's left ankle
+    behind = person(304, 246, visible={0, 1, 2, 5, 14, 15, 16, 17})  # only the head and shoulders show
+    ids = run(tracker, [[a, b, behind]] * 10)
+    assert len(set(ids[-1])) == 3 and -1 not in ids[-1], ids
+    assert [k for k, _ in rec.kinds()] == ["enter"] * 3
