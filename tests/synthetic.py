@@ -243,11 +243,17 @@ def backend_or_skip(name: str) -> str:
 # --- the peer decoder ------------------------------------------------------------------------------------------
 
 def maxpool3(heatmaps: np.ndarray) -> np.ndarray:
-    """3×3 max-pool with zero padding, stride 1, of (..., H, W) maps: the OpenVINO pose notebook's ``pool2d``."""
-    padded = np.pad(heatmaps, [(0, 0)] * (heatmaps.ndim - 2) + [(1, 1), (1, 1)], mode="constant")
-    height, width = heatmaps.shape[-2:]
-    windows = [padded[..., dy:dy + height, dx:dx + width] for dy in range(3) for dx in range(3)]
-    return np.max(windows, axis=0)
+    """3×3 max-pool, zero padding, stride 1, of (1, C, H, W) maps, channel by channel as the OpenVINO pose
+    notebook's ``pool2d`` does it (a strided window view and ``max``)."""
+    from numpy.lib.stride_tricks import as_strided
+
+    out = np.empty_like(heatmaps)
+    for c in range(heatmaps.shape[1]):
+        padded = np.pad(heatmaps[0, c], 1, mode="constant")
+        shape = (padded.shape[0] - 2, padded.shape[1] - 2, 3, 3)
+        windows = as_strided(padded, shape=shape, strides=padded.strides * 2)
+        out[0, c] = windows.reshape(-1, 3, 3).max(axis=(1, 2)).reshape(shape[:2])
+    return out
 
 
 def peer_decoder():
