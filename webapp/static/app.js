@@ -189,23 +189,32 @@
     if (cls) { tr.className = cls; }
     return tr;
   }
-  function showEvents(list, message) {
+  function showEvents(list, message, detail) {
     eventsBody.textContent = "";
     if (message) {
       var tr = row([message], "hint");
       tr.firstChild.colSpan = 4;
+      tr.firstChild.className = "wrap";
+      if (detail) { tr.title = detail; }
       eventsBody.appendChild(tr);
       return;
     }
     list.slice().reverse().slice(0, 8).forEach(function (e) {
       var time = (e.timestamp || "").replace("T", " ").replace(/\.\d+Z$/, "").replace(/Z$/, "").slice(11);
-      eventsBody.appendChild(row([time, e.kind, "#" + e.person_id, e.source], e.kind));
+      var tr = row([time, e.kind, "#" + e.person_id, e.source], e.kind);
+      tr.title = e.timestamp + " · " + e.kind + " #" + e.person_id + " · " + e.source + " · " + e.device +
+                 " · frame " + e.frame_index + " · " + e.people_count + " in view";
+      eventsBody.appendChild(tr);
     });
   }
   function pollEvents() {
     getJSON("/detections?per-page=8").then(function (first) {
+      if (first._status === 503) {   // no database yet: it is created when the first stream starts
+        showEvents([], "no events yet: people entering and leaving appear here", first.error);
+        return null;
+      }
       if (first._status !== 200) {
-        showEvents([], first.error || "no events yet");
+        showEvents([], "events unavailable", first.error);
         return null;
       }
       setText("events-count", first.pagination.count ? "(" + first.pagination.count + " in all)" : "");
