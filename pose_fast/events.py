@@ -189,6 +189,9 @@ def _explain(exc: BaseException, path, doing: str) -> str:
     if isinstance(exc, apsw.BusyError):
         return (f"cannot {doing} {path}: the database stayed locked by another program for "
                 f"{BUSY_TIMEOUT_MS / 1000:g} s; close it and retry")
+    if isinstance(exc, apsw.IOError):
+        return (f"cannot {doing} {path}: disk I/O error ({first}); the disk may be full, read-only or failing: free "
+                f"some space or use --db/POSE_FAST_DB to put the database on another disk")
     if isinstance(exc, apsw.CorruptError):
         return f"cannot {doing} {path}: the database is corrupt ({first}); move it away and run pose-fast create-db"
     if isinstance(exc, OSError):

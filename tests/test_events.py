@@ -212,6 +212,46 @@ def test_full_database_is_a_clear_error_and_keeps_stored_events(tmp_path):
     assert frames == list(range(len(frames)))  # and nothing out of order or half-written
 
 
+FILE_SIZE_LIMIT = textwrap.dedent("""
+    import resource, signal, sys, time
+    from pose_fast.events import EventStore, EventStoreError, create_or_migrate
+    path = sys.argv[1]
+    create_or_migrate(path)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead of killing us
+    resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, 400_000))
+    store = EventStore(path, flush_interval=0.01)
+    try:
+        for i in range(200_000):
+            store.add("enter", i, i, time.time(), 1, "cam", "CPU")
+            if i % 1000 == 999:
+                store.flush()
+    except EventStoreError as exc:
+        print("ERROR", exc)
+    try:
+        store.close()
+    except EventStoreError as exc:
+        print("CLOSE", exc)
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_FSIZE as a full disk: Linux")
+def test_a_disk_that_refuses_writes_is_a_clear_error_and_keeps_stored_events(tmp_path):
+    """The OS refuses to grow the files (RLIMIT_FSIZE: real failed write() calls, as on a full disk)."""
+    path = tmp_path / "limited.db"
+    result = subprocess.run([sys.executable, "-c", FILE_SIZE_LIMIT, str(path)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("ERROR") and lines[1].startswith("CLOSE"), lines
+    message = lines[0][len("ERROR "):]
+    assert message.startswith(f"cannot write events to {path}: ") and "--db/POSE_FAST_DB" in message
+    assert "full" in message
+    saved = int(message.rsplit("; ", 1)[1].split()[0])
+    assert saved >= 1000
+    assert integrity(path) == "ok"
+    assert db_rows(path) == list(range(saved))  # every event reported saved is there, in order
+
+
 def _as_unprivileged(cmd):
     """Run ``cmd`` so that file permissions apply even when the tests run as root (a new user namespace)."""
     if os.geteuid() == 0:
