@@ -15,7 +15,8 @@ commits the queue every ``flush_interval`` seconds (or sooner when ``batch_size`
 transaction per batch. :meth:`EventStore.close` (also on leaving the ``with`` block, and at interpreter exit for a
 store nobody closed) commits every event added before it. Ctrl-C raises ``KeyboardInterrupt`` in the main thread,
 which unwinds the ``with`` block; :func:`exit_on_sigterm` makes SIGTERM do the same (``SystemExit(143)``). A process
-killed outright (SIGKILL, power loss) loses at most the batch not yet committed; the database stays valid.
+killed outright (SIGKILL) loses at most the batch not yet committed; the database stays valid. (A power cut may also
+undo the last commits before the next WAL checkpoint: that is what ``synchronous=NORMAL`` trades for speed.)
 
 A full disk, a read-only file or folder, or a file that is not a pose_fast database raises :class:`EventStoreError`
 with a one-line message; events already committed are never touched by a failed batch.
@@ -27,6 +28,8 @@ The default location is :func:`default_db_path` (``$POSE_FAST_DB``, else the per
 brings any older pose_fast database up to :data:`SCHEMA_VERSION` (idempotent, safe with concurrent callers).
 Table ``events``: ``id`` (ascending, stable), ``kind`` ("enter"/"exit"), ``person_id`` (tracker id), ``timestamp``
 (ISO-8601 UTC, ``2026-11-25T07:00:00.123Z``: sorts as text), ``source``, ``frame_index``, ``people_count``, ``device``.
+Events are appended only through :class:`EventStore`, which also keeps the per-(kind, source) totals in
+``event_counts`` that the API counts with; deleting events by hand is fine (a trigger fixes the totals).
 """
 from __future__ import annotations
 
