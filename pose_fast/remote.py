@@ -554,3 +554,73 @@ class RemoteEngine:
         size = f"{self.network_size[0]}x{self.network_size[1]}" if self.network_size else "not prepared"
         return (f"remote {self.server_url} ({self._input_datatype} {self._layout}), {size}, "
                 f"{self.num_requests} request(s) in flight, timeout {self.timeout_s:g} s")
+
+
+def run_streams(make_engine, frames: list, streams: int = 1, frames_per_stream: int = 30, warmup: int = 2) -> dict:
+    """Push ``streams`` concurrent video streams through engines (one per stream, as separate cameras would) and
+    measure them; works for :class:`RemoteEngine` and the local :class:`~pose_fast.engine.Engine` alike.
+
+    ``make_engine()`` returns a new engine; each stream submits ``frames_per_stream`` frames (cycling through
+    ``frames``) as fast as its engine accepts them. Returns ``aggregate_fps``, ``per_stream_fps`` (list),
+    ``latency_p50_ms`` / ``latency_p99_ms`` (per request, as the engine measured it: send to answer),
+    ``dropped`` and the inputs.
+    """
+    if streams < 1 or frames_per_stream < 1 or not frames:
+        raise ValueError("need at least one stream, one frame per stream and one frame")
+    height, width = frames[0].shape[:2]
+    engines = [make_engine() for _ in range(streams)]
+    try:
+        latencies = [[] for _ in range(streams)]
+        got = [0] * streams
+        spans = [None] * streams
+        barrier = threading.Barrier(streams)
+        errors = []
+        count_lock = threading.Lock()
+
+        def stream(index: int) -> None:
+            engine = engines[index]
+            engine.prepare(width, height)
+
+            def done(heatmaps, pafs, userdata, infer_ms):
+                if userdata >= 0 and heatmaps is not None:
+                    with count_lock:
+                        latencies[index].append(infer_ms)
+                        got[index] += 1
+
+            try:
+                engine.set_callback(done)
+                for i in range(warmup):
+                    engine.submit(frames[i % len(frames)], -1)
+                engine.wait_all()
+                barrier.wait()
+                start = time.perf_counter()
+                for i in range(frames_per_stream):
+                    engine.submit(frames[i % len(frames)], i)
+                engine.wait_all()
+                spans[index] = (start, time.perf_counter())
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                errors.append(exc)
+                barrier.abort()
+
+        threads = [threading.Thread(target=stream, args=(i,), name=f"pose-fast-stream-{i}") for i in range(streams)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+    finally:
+        for engine in engines:
+            engine.close()
+    wall = max(end for _, end in spans) - min(start for start, _ in spans)
+    every = np.array([ms for per in latencies for ms in per], np.float64)
+    return {
+        "streams": streams,
+        "frames_per_stream": frames_per_stream,
+        "frame_size": (width, height),
+        "aggregate_fps": sum(got) / wall if wall > 0 else 0.0,
+        "per_stream_fps": [n / (end - start) for n, (start, end) in zip(got, spans)],
+        "latency_p50_ms": float(np.percentile(every, 50)) if every.size else None,
+        "latency_p99_ms": float(np.percentile(every, 99)) if every.size else None,
+        "dropped": streams * frames_per_stream - sum(got),
+    }

@@ -1,0 +1,115 @@
+"""Remote inference benchmark: 1, 2 and 4 concurrent streams against one KServe v2 gRPC server.
+
+Targets (issue 10): one stream through a server on the same machine >= 95 % of the local engine's throughput;
+aggregate throughput with 4 streams >= 95 % of what the server's model alone sustains (the same IR, the same
+THROUGHPUT hint, on this CPU: the local engine in throughput mode). Each stream is its own engine (its own gRPC
+connection), like separate cameras. Local figures are measured in the same run.
+
+The server is tests/kserve_server.py (PyPI kserve + OpenVINO) in its own process and virtualenv
+(``source .ci/remote.sh``). Measure with ``pytest bench/test_bench_remote.py --benchmark-enable -s``; with
+``--benchmark-disable`` (the project default, CI) every path runs once on a few frames.
+
+Note: here client and server share the same 2 cores, so the client's resize and (de)serialisation take CPU from
+the server's inference; on a real deployment the server has its own.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pose_fast.engine import Engine
+from pose_fast.remote import RemoteEngine, run_streams
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = {}
+STREAMS = (1, 2, 4)
+REQUESTS_PER_STREAM = 4
+
+
+def _server_module():
+    spec = importlib.util.spec_from_file_location("kserve_server", ROOT / "tests" / "kserve_server.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def full_size(request) -> bool:
+    config = request.config
+    return not (config.getoption("benchmark_disable", False) and not config.getoption("benchmark_enable", False))
+
+
+@pytest.fixture(scope="module")
+def server(model_xml):
+    module = _server_module()
+    try:
+        python = module.server_python()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    with module.ServerProcess(model_xml, dynamic_width=True, python=python) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def frames(read_frames):
+    return read_frames("store-aisle", 16)
+
+
+def _frames_per_stream(request) -> int:
+    return int(os.environ.get("POSE_FAST_BENCH_REMOTE_FRAMES", 48)) if full_size(request) else 3
+
+
+def test_local_engine_throughput(benchmark, request, model_xml, frames):
+    """The reference: the local engine in throughput mode (the model alone on this CPU)."""
+    n = _frames_per_stream(request)
+
+    def run():
+        return run_streams(lambda: Engine(model=model_xml, mode="throughput"), frames, 1, n)
+
+    result = benchmark.pedantic(run, rounds=1, iterations=1)
+    assert result["dropped"] == 0 and result["aggregate_fps"] > 0
+    RESULTS["local"] = result
+    benchmark.extra_info.update(result)
+
+
+@pytest.mark.parametrize("streams", STREAMS)
+def test_remote_streams(benchmark, request, server, frames, streams):
+    if not full_size(request) and streams == 4:
+        streams = 2  # smoke: keep CI short, still concurrent
+    n = _frames_per_stream(request)
+
+    def run():
+        return run_streams(lambda: RemoteEngine(server.url, num_requests=REQUESTS_PER_STREAM, mode="throughput"),
+                           frames, streams, n)
+
+    result = benchmark.pedantic(run, rounds=1, iterations=1)
+    assert result["dropped"] == 0 and len(result["per_stream_fps"]) == streams
+    assert result["latency_p50_ms"] <= result["latency_p99_ms"]
+    RESULTS[f"remote-{streams}"] = result
+    benchmark.extra_info.update(result)
+
+
+def test_report(request, capsys):
+    """Print the table (and write bench-report/remote-streams.json when measuring)."""
+    local = RESULTS.get("local")
+    rows = [f"{'run':<10} {'streams':>7} {'aggregate FPS':>13} {'per-stream FPS':>20} {'p50 ms':>8} {'p99 ms':>8}"]
+    for name, result in RESULTS.items():
+        per = ", ".join(f"{fps:.1f}" for fps in result["per_stream_fps"])
+        rows.append(f"{name:<10} {result['streams']:>7} {result['aggregate_fps']:>13.1f} {per:>20} "
+                    f"{result['latency_p50_ms']:>8.1f} {result['latency_p99_ms']:>8.1f}")
+    targets = {}
+    if local and "remote-1" in RESULTS:
+        targets["one stream / local engine"] = RESULTS["remote-1"]["aggregate_fps"] / local["aggregate_fps"]
+    if local and "remote-4" in RESULTS:
+        targets["4 streams / model alone"] = RESULTS["remote-4"]["aggregate_fps"] / local["aggregate_fps"]
+    rows += [f"{name}: {value * 100:.1f} % (target >= 95 %)" for name, value in targets.items()]
+    with capsys.disabled():
+        print("\n" + "\n".join(rows))
+    if full_size(request):
+        out = ROOT / "bench-report"
+        out.mkdir(exist_ok=True)
+        (out / "remote-streams.json").write_text(json.dumps({"results": RESULTS, "targets": targets}, indent=2))
+    assert "local" in RESULTS and "remote-1" in RESULTS
