@@ -6,7 +6,7 @@ import click
 from cli.errors import UserError
 
 
-@click.command("create-db")
+@click.command("create-db", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--db", "db", type=click.Path(dir_okay=False), default=None,
               help="Database file (default: $POSE_FAST_DB, else pose_fast/events.sqlite3 in the per-user data "
                    "folder, e.g. ~/.local/share).")
