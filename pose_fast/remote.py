@@ -12,8 +12,9 @@ Faults:
 * server unreachable, wrong model name or not the pose model at start: :class:`EngineError` with one line;
 * a request that fails or times out is dropped: its callback gets ``heatmaps=None, pafs=None`` (``infer()`` returns
   ``(None, None)``) and :attr:`RemoteEngine.dropped_frames` counts it;
-* server lost mid-stream: :attr:`RemoteEngine.status` becomes ``"reconnecting"`` (with a one-line
-  :attr:`RemoteEngine.status_message` for the overlay and the log), a background thread probes the server with
+* server lost mid-stream: :attr:`RemoteEngine.status` becomes ``"reconnecting"`` (with a short
+  :attr:`RemoteEngine.status_message` for the overlay; the loss and the recovery are logged as warnings on the
+  ``pose_fast.remote`` logger, with the reason and the outage), a background thread probes the server with
   exponential backoff, frames submitted meanwhile are dropped after waiting at most ``reconnect_wait_s``, and the
   engine resumes by itself when the model is ready again.
 
@@ -196,7 +197,6 @@ class RemoteEngine:
         self._lost_reason = ""
         self._lost_since = 0.0
         self._dropped_at_loss = 0
-        self._next_probe_s = 0.0
         self._reconnector: Optional[threading.Thread] = None
         self._free: queue.Queue = queue.Queue()
         self._sync_slot: Optional[_Slot] = None
@@ -477,19 +477,17 @@ class RemoteEngine:
             self._lost_reason = _message(exc) if code != "DEADLINE_EXCEEDED" else "requests time out"
             self._lost_since = time.monotonic()
             self._dropped_at_loss = self.dropped_frames - 1
-            self._next_probe_s = 0.0
             self.status_message = self._lost_message()
             self._connected.clear()
             self._reconnector = threading.Thread(target=self._reconnect, name="pose-fast-remote-reconnect",
                                                  daemon=True)
             self._reconnector.start()
-        log.warning("%s", self.status_message)
+        log.warning("inference server %s:%s lost (%s); retrying with backoff (up to every %.1f s), frames are "
+                    "dropped meanwhile", self.host, self.port, self._lost_reason, self.max_backoff_s)
 
     def _lost_message(self) -> str:
-        dropped = self.dropped_frames - self._dropped_at_loss
-        return (f"inference server {self.host}:{self.port} lost ({self._lost_reason}); retrying"
-                f"{f' in {self._next_probe_s:.1f} s' if self._next_probe_s else ''}, "
-                f"{dropped} frame(s) dropped")
+        """Short enough for the overlay of a 480-pixel-wide frame; the log has the details."""
+        return f"server lost, retrying ({self.dropped_frames - self._dropped_at_loss} dropped)"
 
     def _reconnect(self) -> None:
         delay = 0.25
@@ -514,9 +512,6 @@ class RemoteEngine:
                 log.warning("inference server %s:%s is back after %.1f s; %d frame(s) dropped meanwhile",
                             self.host, self.port, outage, dropped)
                 return
-            with self._lock:
-                self._next_probe_s = delay
-                self.status_message = self._lost_message()
             if self._closed.wait(delay):
                 return
             delay = min(delay * 2.0, self.max_backoff_s)

@@ -6,6 +6,7 @@ The server runs in its own process from its own virtualenv (``source .ci/remote.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -228,10 +229,12 @@ def test_a_request_that_times_out_is_dropped_not_waited_for(model_xml, kserve_py
             assert remote.status == STATUS_OK  # slow is not lost (until TIMEOUTS_BEFORE_LOST in a row)
             assert remote.infer(frames[0]) == (None, None)
             assert remote.timed_out == 3 and remote.status == STATUS_RECONNECTING
-            assert "requests time out" in remote.status_message
+            assert remote.status_message == "server lost, retrying (1 dropped)"
 
 
-def test_server_killed_mid_run_and_restarted_client_recovers(model_xml, kserve_python, read_frames, engine_for):
+def test_server_killed_mid_run_and_restarted_client_recovers(model_xml, kserve_python, read_frames, engine_for,
+                                                            caplog):
+    caplog.set_level(logging.WARNING, logger="pose_fast.remote")
     frames = read_frames("store-aisle", 3)
     height, width = frames[0].shape[:2]
     proc = ServerProcess(model_xml, python=kserve_python).start()
@@ -245,9 +248,11 @@ def test_server_killed_mid_run_and_restarted_client_recovers(model_xml, kserve_p
         assert lost == {10: (None, None), 11: (None, None), 12: (None, None)}
         assert remote.dropped_frames == 3
         assert remote.status == STATUS_RECONNECTING
-        assert remote.status_message.startswith(f"inference server 127.0.0.1:{proc.port} lost (")
-        assert "frame(s) dropped" in remote.status_message
+        assert remote.status_message == "server lost, retrying (3 dropped)"
         assert remote.infer(frames[0]) == (None, None)  # the sync path drops too, no exception
+        assert remote.status_message == "server lost, retrying (4 dropped)"
+        lost = [r.getMessage() for r in caplog.records if " lost (" in r.getMessage()]
+        assert len(lost) == 1 and lost[0].startswith(f"inference server 127.0.0.1:{proc.port} lost (")
 
         proc = ServerProcess(model_xml, port=proc.port, python=kserve_python).start()
         deadline = time.monotonic() + 60
@@ -260,6 +265,7 @@ def test_server_killed_mid_run_and_restarted_client_recovers(model_xml, kserve_p
         assert heat is not None, proc.log()[-2000:]
         assert remote.status == STATUS_OK and remote.status_message == "" and remote.reconnects == 1
         assert remote.dropped_frames >= 4
+        assert [r.getMessage() for r in caplog.records if " is back after " in r.getMessage()]
         want, _ = engine_for(width, height).infer(frames[0])
         assert np.abs(heat - want).max() < 0.08
         remote.close()
