@@ -204,14 +204,35 @@ def test_a_decoder_error_ends_the_run_and_is_raised(engine_for, video_path):
         return Decoder()(heatmaps, pafs, frame_size=frame_size)
 
     sink = Collect()
-    pipe = Pipeline(source, engine_for(source.width, source.height, "throughput"), decoder=failing_decoder,
-                    sinks=[sink], mode="throughput", loop=True)
+    # latency mode: one request in flight, so the third decoded frame is frame 2
+    pipe = Pipeline(source, engine_for(source.width, source.height), decoder=failing_decoder, sinks=[sink],
+                    mode="latency", loop=True)
     with pytest.raises(RuntimeError, match="decoder exploded on its third frame"):
         pipe.run()
     source.close()
     assert pipe.stop_reason == "error"
-    # requests may finish out of order: the failed frame is the third or a later one; all before it were shown
-    assert 2 <= len(sink.indices) <= 2 + pipe.in_flight
+    assert sink.indices == [0, 1]
+    assert pipe.ring.free_count == len(pipe.ring)
+
+
+def test_an_error_with_several_requests_in_flight_ends_the_run(engine_for, video_path):
+    source = open_source(video_path("store-aisle"))
+    calls = []
+
+    def failing_decoder(heatmaps, pafs, frame_size):
+        calls.append(1)
+        if len(calls) == 5:
+            raise RuntimeError("decoder exploded")
+        return Decoder()(heatmaps, pafs, frame_size=frame_size)
+
+    sink = Collect()
+    pipe = Pipeline(source, engine_for(source.width, source.height, "throughput"), decoder=failing_decoder,
+                    sinks=[sink], mode="throughput", loop=True)
+    with pytest.raises(RuntimeError, match="decoder exploded"):
+        pipe.run()
+    source.close()
+    # requests may finish out of order; every frame before the failed one was shown, in order, and no more
+    assert 1 <= len(sink.indices) <= 4
     assert sink.indices == list(range(len(sink.indices)))
     assert pipe.ring.free_count == len(pipe.ring)
 
