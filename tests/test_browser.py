@@ -20,6 +20,8 @@ NO_CAMERA = 99
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
+pytestmark = pytest.mark.browser
+
 
 def wait_for(predicate, timeout=60.0, step=0.1):
     deadline = time.monotonic() + timeout
@@ -84,7 +86,7 @@ def test_page_shows_no_camera_then_the_demo_stream_moves(browser, server):
     assert not _visible(browser, "stream")
     assert _visible(browser, "notice-action")
     assert "demo" in browser.find_element(By.ID, "notice-action").text.lower()
-    assert "camera 99" in browser.find_element(By.ID, "notice-detail").text
+    assert "camera 99 cannot be opened" in browser.find_element(By.ID, "notice-detail").text.lower()
     options = [o.get_attribute("value") for o in browser.find_elements(By.CSS_SELECTOR, "#device option")]
     assert options == app.extensions["pose_fast_streams"].devices()
     browser.save_screenshot(str(ARTIFACTS / "web-no-camera.png"))
@@ -104,7 +106,8 @@ def test_page_shows_no_camera_then_the_demo_stream_moves(browser, server):
     stream = app.extensions["pose_fast_streams"].stream("demo", "CPU")
     assert stream.state == "running" and stream.viewers == 1
     # the latest events (people entering) show up from /detections
-    assert wait_for(lambda: "enter" in browser.find_element(By.ID, "events").text, timeout=90)
+    assert wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#events tr.enter"), timeout=90)
+    assert "store-aisle-detection.mp4" in browser.find_element(By.CSS_SELECTOR, "#events tr.enter").text
     browser.save_screenshot(str(ARTIFACTS / "web-demo.png"))
 
     # back to the camera: the demo stream loses its viewer (the page closes the MJPEG connection)

@@ -443,7 +443,7 @@ class StreamManager:
             return False, "no camera is configured on this server"
         with self._lock:
             for stream in self._streams.values():
-                if stream.source == "camera" and stream.state == "running":
+                if stream.source == "camera" and stream.alive:  # never open the camera twice
                     return True, None
         with self._probe_lock:
             at, ok, error = self._camera_probe

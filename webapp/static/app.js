@@ -55,6 +55,11 @@
     liveDot.className = "dot";
   }
 
+  function cameraDetail(message) {
+    var text = (message || "").replace(/^no camera on the server: /, "");
+    return text.charAt(0).toUpperCase() + text.slice(1) + (/[.!]$/.test(text) ? "" : ".");
+  }
+
   function demoAction() {
     if (!state.sources.demo || state.sources.demo.available === false) { return null; }
     return {label: "Watch the demo video", run: function () { choose("demo"); }};
@@ -86,7 +91,7 @@
     }
     var info = state.sources[state.source];
     if (state.source === "camera" && info && info.available === false) {
-      showNotice("No camera on this server", info.error, false, demoAction());
+      showNotice("No camera on this server", cameraDetail(info.error), false, demoAction());
       caption.textContent = "";
       return;
     }
@@ -119,7 +124,7 @@
         state.sources.camera.available = false;
         state.sources.camera.error = message;
         markButtons();
-        showNotice("No camera on this server", message, false, demoAction());
+        showNotice("No camera on this server", cameraDetail(message), false, demoAction());
       } else {
         showNotice("Could not show " + label(state.source) + " on " + state.device, message, false,
                    {label: "Try again", run: start});
