@@ -136,21 +136,18 @@ def test_concurrent_readers_and_a_slow_one_all_get_frames_and_the_pipeline_stops
     fast = [MjpegReader(port, query, want=40) for _ in range(3)]
     for reader in [slow] + fast:
         reader.start()
-    for reader in fast:
-        assert reader.done.wait(300), "a fast reader got stuck"
-    # the fast readers finished while the slow one was still reading: it held up nobody
-    assert not slow.done.is_set() or len(slow.sequences) == slow.want
-    assert slow.done.wait(300)
     for reader in [slow] + fast:
-        assert reader.error is None, reader.error
+        assert reader.done.wait(300), "a reader got stuck"
+    for reader in [slow] + fast:
+        assert reader.error is None, repr(reader.error)
         assert reader.status == 200 and reader.content_type.startswith("multipart/x-mixed-replace")
         assert len(reader.sequences) == reader.want
         assert all(b > a for a, b in zip(reader.sequences, reader.sequences[1:]))  # in order, none twice
         image = cv2.imdecode(np.frombuffer(reader.last_jpeg, np.uint8), cv2.IMREAD_COLOR)
         assert image is not None and image.shape == (270, 480, 3)
+    # the broadcaster went on while the slow reader's connection was full: it skipped frames, it held up nobody
     gaps = [b - a for a, b in zip(slow.sequences, slow.sequences[1:])]
     assert max(gaps) > 1, f"the slow reader should have skipped frames, got {slow.sequences}"
-    assert max(r.sequences[-1] for r in fast) > slow.sequences[0]
     stream = manager.stream("demo", "CPU")
     assert manager.started == 1  # one pipeline for all four
     assert wait_for(lambda: stream.state == "stopped")  # after the last reader left and the grace period

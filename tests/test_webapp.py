@@ -84,14 +84,21 @@ def test_bad_config_is_one_line(config, word):
     assert "\n" not in str(info.value)
 
 
-def test_default_demo_video_is_the_shared_one_when_present(video_path):
+def test_default_demo_video_is_the_shared_one_beside_the_project():
     from webapp import DEFAULT_DEMO_VIDEO
 
-    settings = load_config(None, {})
-    if DEFAULT_DEMO_VIDEO.is_file():
-        assert settings["DEMO_VIDEO"] == str(DEFAULT_DEMO_VIDEO)
-    else:
-        assert settings["DEMO_VIDEO"] is None
+    assert DEFAULT_DEMO_VIDEO.is_file()  # the suite runs with shared/ beside the project, as CI does
+    assert load_config(None, {})["DEMO_VIDEO"] == str(DEFAULT_DEMO_VIDEO)
+    assert load_config({"DEMO_VIDEO": "none"}, {})["DEMO_VIDEO"] is None
+
+
+def test_camera_can_be_switched_off(make_app):
+    app = make_app(CAMERA="none")
+    client = app.test_client()
+    assert 'data-source="camera"' not in client.get("/").get_data(as_text=True)
+    response = client.get("/video_feed?source=camera&device-name=CPU")
+    assert response.status_code == 400 and response.get_json()["valid"] == ["demo"]
+    assert "camera" not in client.get("/sources").get_json()["sources"]
 
 
 # -- what the server offers ------------------------------------------------------------------------------------------

@@ -34,11 +34,20 @@ from typing import Any, Mapping, Optional
 
 from flask import Flask
 
-__all__ = ["create_app", "DEFAULT_DEMO_VIDEO", "ConfigError"]
+__all__ = ["create_app", "load_config", "default_demo_video", "DEFAULT_DEMO_VIDEO", "ConfigError"]
 
 ROOT = Path(__file__).resolve().parent.parent
+_SHARED_VIDEO = Path("shared") / "videos" / "one-by-one-person-detection.mp4"
 #: The demo video used when none is configured, if the shared data sits beside the project.
-DEFAULT_DEMO_VIDEO = ROOT.parent / "shared" / "videos" / "one-by-one-person-detection.mp4"
+DEFAULT_DEMO_VIDEO = ROOT.parent / _SHARED_VIDEO
+
+
+def default_demo_video() -> Optional[str]:
+    """``../shared/videos/one-by-one-person-detection.mp4`` beside the project (or the current folder), if any."""
+    for candidate in (DEFAULT_DEMO_VIDEO, Path.cwd().parent / _SHARED_VIDEO):
+        if candidate.is_file():
+            return str(candidate)
+    return None
 
 _ENV = {
     "HOST": "POSE_FAST_HOST",
@@ -69,7 +78,7 @@ def _defaults() -> dict:
         "HOST": "127.0.0.1",
         "PORT": 5000,
         "DATABASE": str(default_db_path()),
-        "DEMO_VIDEO": str(DEFAULT_DEMO_VIDEO) if DEFAULT_DEMO_VIDEO.is_file() else None,
+        "DEMO_VIDEO": default_demo_video(),
         "CAMERA": 0,
         "DEVICE": "AUTO",
         "MODEL": None,
