@@ -6,7 +6,7 @@
 # environment (newest OpenVINO) on the same video.
 #
 # Run from the project root (.ci/run calls it after the main job), with POSE_FAST_MODEL_DIR set.
-# The virtual environment is cached outside the work tree, keyed on pyproject.toml, this script and the
+# The virtual environment is cached outside the work tree, keyed on pyproject.toml, the pins below and the
 # interpreter, under $POSE_FAST_CI_CACHE (default ~/.cache/pose_fast-ci); a fresh machine builds it (~1 min).
 set -euo pipefail
 
@@ -38,9 +38,9 @@ MARKERS="not slow and not browser and not remote"
 # The decoder's peer comparison needs openvino-model-api, which requires openvino>=2024: it runs in the main job.
 DESELECT="not peer"
 
-log() { printf 'py39: %s\n' "$*"; }
-die() { printf 'py39: FAILED: %s\n' "$*" >&2; exit 1; }
+log() { printf 'py39: [%3ds] %s\n' "$((SECONDS - START))" "$*"; }
 START=$SECONDS
+die() { printf 'py39: FAILED: %s\n' "$*" >&2; exit 1; }
 
 # -- the interpreter --------------------------------------------------------------------------------------------
 find_python39() {
@@ -72,7 +72,8 @@ export POSE_FAST_MODEL_DIR
 
 # -- the cached virtual environment --------------------------------------------------------------------------
 CACHE_ROOT="${POSE_FAST_CI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pose_fast-ci}"
-KEY="$( { cat pyproject.toml "${BASH_SOURCE[0]}"; echo "$PY39 $PY39_VERSION"; } | sha256sum | cut -c1-16)"
+KEY="$( { cat pyproject.toml; echo "$OPENVINO_PIN ${OLDEST_PINS[*]} ${TEST_DEPS[*]} ${BUILD_DEPS[*]}";
+          echo "$PY39 $PY39_VERSION"; } | sha256sum | cut -c1-16)"
 VENV="$CACHE_ROOT/py39-$KEY"
 mkdir -p "$CACHE_ROOT"
 
