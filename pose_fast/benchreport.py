@@ -21,6 +21,7 @@ change of load on a shared machine hits both alike.
 from __future__ import annotations
 
 import datetime as _dt
+import gc
 import json
 import math
 import os
@@ -559,6 +560,9 @@ def run_bench(video: str, device: str = "CPU", precisions: Sequence[str] = PRECI
                         "latency_ms": summarize(inf_times), "samples": [round(t, 3) for t in inf_times],
                     })
                     pipeline.append({"precision": precision, "mode": mode, **_merge_pipeline(runs)})
+                # free the closed engine here, in the main thread (see _collect)
+                del engine
+                _collect()
         outputs = [kept[i] for i in sorted(kept)]
         if not outputs:
             raise BenchError("the engine returned no outputs to decode (a remote server dropped every frame?)")
@@ -590,6 +594,13 @@ def run_bench(video: str, device: str = "CPU", precisions: Sequence[str] = PRECI
     report["ratios"], report["targets"] = compute_ratios(report)
     report["duration_s"] = round(time.perf_counter() - started, 1)
     return report
+
+
+def _collect() -> None:
+    """Collect reference cycles now, in this thread. A closed engine's AsyncInferQueue that is only freed by a
+    garbage collection happening to run in an OpenVINO callback thread aborts the process (OpenVINO 2026.4:
+    "terminate called ... Resource deadlock avoided")."""
+    gc.collect()
 
 
 def _find(rows: list, **match) -> Optional[dict]:
