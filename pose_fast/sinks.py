@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -63,6 +64,13 @@ class WindowSink(Sink):
 
     def _ensure_window(self) -> None:
         if not self._open:
+            # opencv-python points Qt at its own font folder, which it does not ship, and Qt complains on every
+            # window: use the system's fonts instead when that folder is missing
+            if sys.platform.startswith("linux") and not os.path.isdir(os.environ.get("QT_QPA_FONTDIR", "")):
+                for fonts in ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/truetype", "/usr/share/fonts"):
+                    if os.path.isdir(fonts):
+                        os.environ["QT_QPA_FONTDIR"] = fonts
+                        break
             try:
                 cv2.namedWindow(self.title, cv2.WINDOW_AUTOSIZE)
             except cv2.error as exc:
