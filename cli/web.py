@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 
 import click
 
@@ -70,8 +71,8 @@ def _url(host: str, port: int, device: str) -> str:
               help="Model .xml (default: found via POSE_FAST_MODEL_DIR or the model cache).")
 @click.option("--input-height", default=None, type=int,
               help="Network input height, a multiple of 8 (default 256; lower is faster, less accurate).")
-@click.option("--threads", default=THREADS, show_default=True, type=click.IntRange(4, 1000),
-              help="Server threads; each watching browser holds one.")
+@click.option("--threads", default=THREADS, show_default=True, type=click.IntRange(10, 1000),
+              help="Server threads; each watching browser holds one (at most threads - 8 viewers).")
 def web(host, port, demo_video, camera, db, device_name, model, input_height, threads):
     """Serve the live pose view, the camera/demo toggle and /detections.
 
@@ -82,6 +83,8 @@ def web(host, port, demo_video, camera, db, device_name, model, input_height, th
     from webapp import ConfigError, create_app
 
     config = {}
+    if not os.environ.get("POSE_FAST_MAX_VIEWERS"):
+        config["MAX_VIEWERS"] = threads - 8  # the other threads serve the page, /stats and /detections
     for key, value in (("HOST", host), ("PORT", port), ("DEMO_VIDEO", demo_video), ("CAMERA", camera),
                        ("DATABASE", db), ("DEVICE", device_name), ("MODEL", model),
                        ("INPUT_HEIGHT", input_height)):

@@ -234,6 +234,20 @@ def test_viewers_share_one_pipeline_and_a_new_viewer_within_grace_keeps_it(make_
     third.close()
 
 
+def test_viewers_beyond_the_limit_get_a_503_and_the_first_keeps_watching(make_app):
+    app = make_app(MAX_VIEWERS=1)
+    client = app.test_client()
+    first = client.get("/video_feed?source=demo&device-name=CPU", buffered=False)
+    read_parts(first, 1)
+    second = client.get("/video_feed?source=demo&device-name=CPU")
+    assert second.status_code == 503 and "too many viewers (1)" in second.get_json()["error"]
+    assert len(read_parts(first, 2)) == 2
+    first.close()
+    third = client.get("/video_feed?source=demo&device-name=CPU", buffered=False)
+    assert third.status_code == 200  # the place is free again
+    third.close()
+
+
 def test_snapshot_is_the_latest_frame(make_app):
     client = make_app().test_client()
     response = client.get("/snapshot.jpg?source=demo&device-name=CPU")

@@ -22,6 +22,7 @@ config key         environment                  meaning (default)
 ``JPEG_QUALITY``   ``POSE_FAST_JPEG_QUALITY``   MJPEG quality 1-100 (``80``)
 ``DEFAULT_SOURCE`` ``POSE_FAST_SOURCE``         source when the URL names none (the camera if configured)
 ``SERVER``         ``POSE_FAST_SERVER``         remote engine ``grpc://host:port[/model]`` (none: in-process)
+``MAX_VIEWERS``    ``POSE_FAST_MAX_VIEWERS``    MJPEG viewers at once, all streams (``24``; each holds a thread)
 =================  ===========================  ====================================================================
 """
 from __future__ import annotations
@@ -63,6 +64,7 @@ _ENV = {
     "JPEG_QUALITY": "POSE_FAST_JPEG_QUALITY",
     "DEFAULT_SOURCE": "POSE_FAST_SOURCE",
     "SERVER": "POSE_FAST_SERVER",
+    "MAX_VIEWERS": "POSE_FAST_MAX_VIEWERS",
 }
 _NONE = ("", "none", "off", "no", "false", "-1")
 
@@ -89,6 +91,7 @@ def _defaults() -> dict:
         "DEFAULT_SOURCE": None,
         "SERVER": None,
         "SNAPSHOT_TIMEOUT": 30.0,
+        "MAX_VIEWERS": 24,
     }
 
 
@@ -134,6 +137,7 @@ def load_config(config: Optional[Mapping[str, Any]] = None, environ: Optional[Ma
     settings["STREAM_GRACE"] = _number("STREAM_GRACE", settings["STREAM_GRACE"], float, 0, 3600)
     settings["JPEG_QUALITY"] = _number("JPEG_QUALITY", settings["JPEG_QUALITY"], int, 1, 100)
     settings["SNAPSHOT_TIMEOUT"] = _number("SNAPSHOT_TIMEOUT", settings["SNAPSHOT_TIMEOUT"], float, 0, 3600)
+    settings["MAX_VIEWERS"] = _number("MAX_VIEWERS", settings["MAX_VIEWERS"], int, 1, 100000)
     settings["REALTIME"] = _flag("REALTIME", settings["REALTIME"])
     camera = settings["CAMERA"]
     if camera is None or str(camera).strip().lower() in _NONE:
@@ -174,7 +178,7 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
         demo_video=app.config["DEMO_VIDEO"], camera=app.config["CAMERA"], model=app.config["MODEL"],
         input_height=app.config["INPUT_HEIGHT"], database=app.config["DATABASE"] or None,
         grace=app.config["STREAM_GRACE"], realtime=app.config["REALTIME"], jpeg_quality=app.config["JPEG_QUALITY"],
-        server=app.config["SERVER"])
+        server=app.config["SERVER"], max_viewers=app.config["MAX_VIEWERS"])
     app.extensions["pose_fast_streams"] = manager
     ref = weakref.ref(manager)
     atexit.register(lambda: ref() is not None and ref().close(timeout=5))

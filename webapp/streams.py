@@ -359,11 +359,14 @@ class StreamManager:
         Play the demo video at its own frame rate (like a camera) instead of as fast as inference goes.
     server : str, optional
         A remote engine (``grpc://...``), see :func:`pose_fast.engine.open_engine`.
+    max_viewers : int
+        Viewers of all streams together; one more gets a :class:`StreamError` (each holds a server thread).
     """
 
     def __init__(self, demo_video=None, camera: Optional[int] = 0, model=None, input_height: int = 256,
                  database=None, grace: float = 2.0, realtime: bool = True, jpeg_quality: int = 80,
-                 server: Optional[str] = None, precision: Optional[str] = None, start_timeout: float = 120.0):
+                 server: Optional[str] = None, precision: Optional[str] = None, start_timeout: float = 120.0,
+                 max_viewers: int = 24):
         self.demo_video = Path(demo_video) if demo_video else None
         self.camera = camera
         self.model = model
@@ -375,6 +378,7 @@ class StreamManager:
         self.server = server
         self.precision = precision
         self.start_timeout = float(start_timeout)
+        self.max_viewers = int(max_viewers)
         self._lock = threading.Lock()
         self._streams: Dict[Tuple[str, str], Stream] = {}
         self._last: Dict[Tuple[str, str], Stream] = {}  # the latest stream per key, also once ended
@@ -540,6 +544,10 @@ class StreamManager:
         with self._lock:
             if self._closed:
                 raise StreamError("the server is shutting down")
+            watching = sum(s.viewers for s in self._streams.values())
+            if watching >= self.max_viewers:  # each viewer holds a server thread: keep some for the page
+                raise StreamError(f"too many viewers ({watching}): close another tab, or start the server with "
+                                  f"more --threads")
             key = (source, device)
             stream = self._streams.get(key)
             if stream is None or not stream.alive:
