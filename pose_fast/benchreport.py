@@ -96,10 +96,11 @@ _peer_state: Dict[str, object] = {}
 def peer_decoder() -> Tuple[Optional[Callable], str]:
     """The peer decoder, ``(decode, "")``, or ``(None, reason)`` when openvino-model-api does not import.
 
-    ``decode(heatmaps (19,H,W), pafs (38,H,W)) -> (poses (P,17,3), scores (P,))`` runs Open Model Zoo's
-    ``OpenPoseDecoder`` (openvino-model-api 0.2.5) after a 3×3 max-pool NMS in NumPy (:func:`heatmap_nms`; in its
-    own model wrapper that pooling runs inside the network), so it does the same work as our backends: raw
-    heatmaps in, people out. Keypoints stay in heatmap pixels (the peer's wrapper scales them afterwards).
+    ``decode(heatmaps, pafs, frame_size=None) -> (poses (P,17,3), scores (P,))`` takes (19,H,W) or (1,19,H,W)
+    heatmaps and (38,H,W) or (1,38,H,W) PAFs and runs Open Model Zoo's ``OpenPoseDecoder`` (openvino-model-api
+    0.2.5) behind the OpenVINO pose notebook's 3×3 max-pool NMS (:func:`heatmap_nms`), so it does the same work as
+    our backends: raw heatmaps in, people out. Keypoints are scaled to ``frame_size`` (width, height) when given,
+    else they stay in heatmap pixels. (``pip install --no-deps openvino-model-api==0.2.5 scipy``.)
 
     openvino-model-api 0.2.5 imports ``openvino.runtime``, which OpenVINO 2025+ no longer has: the alias
     ``openvino.runtime -> openvino`` is installed only for that import and removed again afterwards, so the rest
@@ -112,6 +113,8 @@ def peer_decoder() -> Tuple[Optional[Callable], str]:
 
 
 def _load_peer():
+    import warnings
+
     try:
         import openvino
     except ImportError as exc:  # pragma: no cover - pose_fast needs OpenVINO anyway
@@ -125,38 +128,47 @@ def _load_peer():
             added.append("openvino.runtime")
         before = set(sys.modules)
         try:
-            from model_api.models.open_pose import OpenPoseDecoder
+            with warnings.catch_warnings():  # it imports numpy.core.umath, deprecated in NumPy 2
+                warnings.simplefilter("ignore", DeprecationWarning)
+                from model_api.models.open_pose import OpenPoseDecoder
         except Exception as exc:  # noqa: BLE001 - any import failure means "no peer"
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            return None, (f"openvino-model-api does not import ({first}): install it with "
-                          f"`pip install openvino-model-api==0.2.5` to compare against the peer decoder")
+            return None, (f"openvino-model-api does not import ({first}): install it with `pip install --no-deps "
+                          f"openvino-model-api==0.2.5 scipy` to compare against the peer decoder")
         added.extend(name for name in set(sys.modules) - before if name.startswith("openvino.runtime."))
     finally:
         for name in added:
             sys.modules.pop(name, None)
     peer = OpenPoseDecoder()
 
-    def decode(heatmaps: np.ndarray, pafs: np.ndarray):
-        heatmaps = np.asarray(heatmaps, np.float32)
-        pafs = np.asarray(pafs, np.float32)
-        return peer(heatmaps[None], heatmap_nms(heatmaps)[None], pafs[None])
+    def decode(heatmaps: np.ndarray, pafs: np.ndarray, frame_size=None):
+        heatmaps = np.asarray(heatmaps, np.float32).reshape((1, -1) + heatmaps.shape[-2:])
+        pafs = np.asarray(pafs, np.float32).reshape((1, -1) + pafs.shape[-2:])
+        poses, scores = peer(heatmaps, heatmap_nms(heatmaps), pafs)
+        if frame_size is not None:
+            height, width = heatmaps.shape[-2:]
+            poses[:, :, :2] *= (frame_size[0] / width, frame_size[1] / height)
+        return poses, scores
 
-    decode.__doc__ = "OpenPoseDecoder (openvino-model-api) with a 3x3 max-pool NMS in NumPy"
+    decode.__doc__ = "OpenPoseDecoder (openvino-model-api) behind the OpenVINO pose notebook's 3x3 max-pool NMS"
     return decode, ""
 
 
 def heatmap_nms(heatmaps: np.ndarray) -> np.ndarray:
-    """Keep each heatmap value that equals the max of its 3×3 neighbourhood (zero padding), zero the others: the
-    NMS the peer decoder expects (the OpenVINO pose notebook's ``heatmaps * (heatmaps == max_pool(heatmaps))``)."""
+    """``heatmaps * (heatmaps == maxpool3(heatmaps))`` for (C, H, W) or (1, C, H, W) float32 maps: the NMS the
+    peer decoder expects, computed as the OpenVINO pose notebook's ``pool2d`` does it (3×3, zero padding, stride
+    1, a strided window view and ``max`` per channel), so the peer is timed as people run it."""
+    from numpy.lib.stride_tricks import as_strided
+
     heatmaps = np.asarray(heatmaps, np.float32)
-    channels, height, width = heatmaps.shape
-    padded = np.zeros((channels, height + 2, width + 2), np.float32)
-    padded[:, 1:-1, 1:-1] = heatmaps
-    pooled = padded[:, :height, :width].copy()
-    for dy in range(3):
-        for dx in range(3):
-            np.maximum(pooled, padded[:, dy:dy + height, dx:dx + width], out=pooled)
-    return heatmaps * (heatmaps == pooled)
+    maps = heatmaps.reshape((-1,) + heatmaps.shape[-2:])
+    pooled = np.empty_like(maps)
+    for c in range(maps.shape[0]):
+        padded = np.pad(maps[c], 1, mode="constant")
+        shape = (padded.shape[0] - 2, padded.shape[1] - 2, 3, 3)
+        windows = as_strided(padded, shape=shape, strides=padded.strides * 2)
+        pooled[c] = windows.reshape(-1, 3, 3).max(axis=(1, 2)).reshape(shape[:2])
+    return heatmaps * (heatmaps == pooled.reshape(heatmaps.shape))
 
 
 def summarize(samples_ms: Sequence[float]) -> dict:
@@ -426,16 +438,16 @@ def _measure_decoders(outputs: list, frame_size: tuple, count: int, progress: Pr
         skipped.append({"name": "peer", "reason": reason})
         progress("decode peer", count)
     else:
-        peer(*outputs[0])
-        people = sum(len(peer(h, p)[1]) for h, p in outputs)
+        peer(*outputs[0], frame_size)
+        people = sum(len(peer(h, p, frame_size)[1]) for h, p in outputs)
         times = []
         for i in range(count):
             heatmaps, pafs = outputs[i % len(outputs)]
             t0 = time.perf_counter()
-            peer(heatmaps, pafs)
+            peer(heatmaps, pafs, frame_size)
             times.append((time.perf_counter() - t0) * 1000.0)
             progress("decode peer", 1)
-        rows.append({"name": "peer", "kind": "openvino-model-api OpenPoseDecoder + NumPy 3x3 NMS",
+        rows.append({"name": "peer", "kind": "openvino-model-api OpenPoseDecoder + the notebook's 3x3 NMS",
                      "default": False, **summarize(times), "people": people,
                      "samples": [round(t, 4) for t in times]})
     # units not used by absent backends were advanced above; the plan has 5 slots (3 backends, peer, spare)
@@ -784,7 +796,7 @@ def render_markdown(report: dict) -> str:
               f"{dec['heatmap_size'][0]}×{dec['heatmap_size'][1]}) into people, {dec['calls_per_backend']} calls "
               f"each. *Share of inference* divides by the mean {primary} latency-mode inference time "
               f"({_fmt(base['latency_ms']['mean'] if base else None)} ms). The peer is Open Model Zoo's "
-              "`OpenPoseDecoder` (openvino-model-api) after the same 3×3 max-pool NMS in NumPy.", ""]
+              "`OpenPoseDecoder` (openvino-model-api 0.2.5) behind the OpenVINO pose notebook's 3×3 max-pool NMS.", ""]
     lines += decode_rows(report)
     for skip in dec["skipped"]:
         lines.append(f"\n*{skip['name']} not measured:* {skip['reason']}")
