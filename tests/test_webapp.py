@@ -241,6 +241,8 @@ def test_viewers_beyond_the_limit_get_a_503_and_the_first_keeps_watching(make_ap
     read_parts(first, 1)
     second = client.get("/video_feed?source=demo&device-name=CPU")
     assert second.status_code == 503 and "too many viewers (1)" in second.get_json()["error"]
+    stats = client.get("/stats?source=demo&device-name=CPU").get_json()
+    assert stats["watching"] == stats["max_viewers"] == 1  # what the page tells the user
     assert len(read_parts(first, 2)) == 2
     first.close()
     third = client.get("/video_feed?source=demo&device-name=CPU", buffered=False)

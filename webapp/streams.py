@@ -623,6 +623,9 @@ class StreamManager:
         else:
             out = stream.stats()
         out["events_error"] = self.events_error
+        with self._lock:
+            out["watching"] = sum(s.viewers for s in self._streams.values())
+        out["max_viewers"] = self.max_viewers
         return out
 
     # -- shutting down ---------------------------------------------------------------------------------------------

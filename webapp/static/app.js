@@ -120,6 +120,9 @@
     getJSON("/stats?" + query()).then(function (s) {
       if (token !== state.token) { return; }
       var message = s.error || "The stream stopped.";
+      if (!s.error && s.watching >= s.max_viewers) {
+        message = "Too many viewers on this server (" + s.watching + "): close another tab and try again.";
+      }
       if (state.source === "camera" && /camera/.test(message)) {
         state.sources.camera.available = false;
         state.sources.camera.error = message;
