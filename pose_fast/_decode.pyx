@@ -8,7 +8,8 @@ frames; the only per-frame allocation is the caller's copy of the result.
 import numpy as np
 
 from libc.float cimport FLT_MAX
-from libc.math cimport fabsf, rintf, sqrtf
+from libc.math cimport fabsf, sqrtf
+from libc.string cimport memcpy
 
 from ._decode_ref import DEFAULTS
 from .skeleton import LIMBS, NUM_KEYPOINTS, PAF_X_CHANNELS
@@ -56,11 +57,31 @@ cdef struct Work:
 
 
 cdef Py_ssize_t _first_nonfinite(const float *a, Py_ssize_t size) noexcept nogil:
+    """Index of the first NaN/Inf in a[:size], or -1.
+
+    A NaN or Inf has all exponent bits set, so adding 1 to its exponent carries into the sign bit: OR-ing that over
+    the array's bits vectorises (integer SIMD on any CPU), and only an array that has one is searched again.
+    """
     cdef Py_ssize_t i
+    cdef unsigned int bits, acc = 0
+    for i in range(size):
+        memcpy(&bits, &a[i], 4)  # the float's bits (a load; no aliasing rules broken)
+        acc = acc | ((bits & <unsigned int>0x7f800000) + <unsigned int>0x00800000)
+    if not (acc & <unsigned int>0x80000000):
+        return -1
     for i in range(size):
         if not (fabsf(a[i]) <= FLT_MAX):
             return i
     return -1
+
+
+cdef inline Py_ssize_t _rint_index(float v) noexcept nogil:
+    """np.rint for a sample position (-0.5 <= v < 2**23): adding 2**23 rounds half to even in float32.
+
+    Unlike rintf this needs no SSE4.1 round instruction, so it inlines on any x86-64 or ARM.
+    """
+    cdef float big = 8388608.0
+    return <Py_ssize_t>((v + big) - big)
 
 
 cdef inline bint _is_peak(const float *hm, Py_ssize_t height, Py_ssize_t width, Py_ssize_t y, Py_ssize_t x,
@@ -90,9 +111,17 @@ cdef Py_ssize_t _peaks(const float *hm, Py_ssize_t height, Py_ssize_t width, flo
     """Peaks above threshold, best first (ties row-major), at most max_points."""
     cdef Py_ssize_t y, x, j, count = 0
     cdef float v
+    cdef const float *row
+    cdef int above
     for y in range(height):
+        row = hm + y * width
+        above = 0
+        for x in range(width):  # branch-free, vectorised: most rows have nothing above the threshold
+            above = above | (row[x] > threshold)
+        if not above:
+            continue
         for x in range(width):
-            v = hm[y * width + x]
+            v = row[x]
             if not (v > threshold):
                 continue
             if not _is_peak(hm, height, width, y, x, v):
@@ -260,8 +289,8 @@ cdef Py_ssize_t _limb_pairs(const float *fx_map, const float *fy_map, Py_ssize_t
             bad = 0
             for t in range(p.ppl):
                 tf = <float>t
-                qx = <Py_ssize_t>rintf(sx * tf + ax)
-                qy = <Py_ssize_t>rintf(sy * tf + ay)
+                qx = _rint_index(sx * tf + ax)
+                qy = _rint_index(sy * tf + ay)
                 q = qy * width + qx
                 align = fx_map[q] * ux + fy_map[q] * uy
                 if align > p.min_paf:
@@ -481,14 +510,18 @@ cdef class Kernel:
         self.work.out_score = _fp(keep["out_score"])
 
     def first_nonfinite(self, const float[::1] flat):
-        """Flat index of the first NaN/Inf, or -1."""
-        cdef Py_ssize_t found
-        with nogil:
-            found = _first_nonfinite(&flat[0], flat.shape[0]) if flat.shape[0] else -1
+        """Flat index of the first NaN/Inf in a 1-D C-contiguous float32 array, or -1."""
+        cdef Py_ssize_t found = -1
+        if flat.shape[0]:
+            with nogil:
+                found = _first_nonfinite(&flat[0], flat.shape[0])
         return found
 
     def run(self, const float[:, :, ::1] heatmaps, const float[:, :, ::1] pafs, double scale_x, double scale_y):
-        """Decode C-contiguous float32 tensors; the people are in out_kp[:n], out_score[:n]."""
+        """Decode C-contiguous float32 tensors; the people are in out_kp[:n], out_score[:n].
+
+        Returns n, or -1 when the heatmaps hold a NaN/Inf, -2 when the PAFs do (nothing is decoded then).
+        """
         cdef Py_ssize_t people
         if heatmaps.shape[1] != self.height or heatmaps.shape[2] != self.width:
             raise ValueError(f"kernel built for {self.height}x{self.width} heatmaps, "
@@ -497,9 +530,14 @@ cdef class Kernel:
                 pafs.shape[1] != self.height or pafs.shape[2] != self.width:
             raise ValueError("heatmaps need 18+ channels and pafs 38 channels of the same size")
         with nogil:
-            people = _decode(&heatmaps[0, 0, 0], &pafs[0, 0, 0], self.height, self.width,
-                             &self._limbs[0], &self._paf_x[0], self._paf_x.shape[0],
-                             scale_x, scale_y, &self.params, &self.work)
+            if _first_nonfinite(&heatmaps[0, 0, 0], heatmaps.shape[0] * self.height * self.width) >= 0:
+                people = -1
+            elif _first_nonfinite(&pafs[0, 0, 0], pafs.shape[0] * self.height * self.width) >= 0:
+                people = -2
+            else:
+                people = _decode(&heatmaps[0, 0, 0], &pafs[0, 0, 0], self.height, self.width,
+                                 &self._limbs[0], &self._paf_x[0], self._paf_x.shape[0],
+                                 scale_x, scale_y, &self.params, &self.work)
         return people
 
 

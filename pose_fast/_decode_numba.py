@@ -71,13 +71,27 @@ NAME = "numba"
 
 
 @njit(cache=True, nogil=True)
-def first_nonfinite(a):
-    """Flat index of the first NaN/Inf in a C-contiguous array, or -1."""
-    flat = a.reshape(-1)
-    for i in range(flat.size):
-        if not np.isfinite(flat[i]):
+def _first_nonfinite(values):
+    """Index of the first NaN/Inf in 1-D float32 ``values``, or -1.
+
+    ``v - v`` is 0 for a finite v and NaN otherwise; OR-ing that test over the array vectorises, and only an array
+    that has one is searched again.
+    """
+    bad = False
+    for i in range(values.size):
+        v = values[i]
+        bad |= (v - v) != 0
+    if not bad:
+        return -1
+    for i in range(values.size):
+        if not np.isfinite(values[i]):
             return i
     return -1
+
+
+def first_nonfinite(flat: np.ndarray) -> int:
+    """Flat index of the first NaN/Inf in a 1-D C-contiguous float32 array, or -1."""
+    return int(_first_nonfinite(flat))
 
 
 @njit(cache=True, nogil=True)
@@ -86,6 +100,11 @@ def _peaks(hm, threshold, max_points, out_idx, out_score):
     height, width = hm.shape
     count = 0
     for y in range(height):
+        above = False
+        for x in range(width):  # branch-free, vectorised: most rows have nothing above the threshold
+            above |= hm[y, x] > threshold
+        if not above:
+            continue
         for x in range(width):
             v = hm[y, x]
             if not (v > threshold):
@@ -198,8 +217,12 @@ def decode_kernel(hm, pafs, limbs, paf_x, fparams, iparams, scale_x, scale_y,
                   pose_ids, pose_score, pose_count, pose_alive, owner, out_kp, out_score):
     """Decode C-contiguous float32 heatmaps (>=18, H, W) and PAFs (38, H, W) into out_kp/out_score.
 
-    Returns the number of people written.
+    Returns the number of people written, or -1 when the heatmaps hold a NaN/Inf, -2 when the PAFs do.
     """
+    if _first_nonfinite(hm.reshape(-1)) >= 0:
+        return -1
+    if _first_nonfinite(pafs.reshape(-1)) >= 0:
+        return -2
     threshold = fparams[0]
     min_paf = fparams[1]
     delta = fparams[2]
@@ -434,11 +457,15 @@ class Kernel:
         self.out_kp = np.zeros((rows, NUM_KEYPOINTS, 3), np.float32)
         self.out_score = np.zeros(rows, np.float32)
 
-    def first_nonfinite(self, array: np.ndarray) -> int:
-        return int(first_nonfinite(array))
+    @staticmethod
+    def first_nonfinite(flat: np.ndarray) -> int:
+        return first_nonfinite(flat)
 
     def run(self, heatmaps: np.ndarray, pafs: np.ndarray, scale_x: float, scale_y: float) -> int:
-        """Decode C-contiguous float32 tensors; the people are in out_kp[:n], out_score[:n]."""
+        """Decode C-contiguous float32 tensors; the people are in out_kp[:n], out_score[:n].
+
+        Returns n, or -1 when the heatmaps hold a NaN/Inf, -2 when the PAFs do (nothing is decoded then).
+        """
         return decode_kernel(heatmaps, pafs, self.limbs, self.paf_x, self.fparams, self.iparams,
                              float(scale_x), float(scale_y), self.peak_idx, self.peak_score, self.cand_x,
                              self.cand_y, self.cand_s, self.first, self.pair_idx, self.pair_score, self.order,

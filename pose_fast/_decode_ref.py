@@ -220,6 +220,11 @@ class Kernel:
         return int(bad[0]) if len(bad) else -1
 
     def run(self, heatmaps: np.ndarray, pafs: np.ndarray, scale_x: float, scale_y: float) -> int:
+        """The people are in out_kp[:n], out_score[:n]; returns n, or -1 / -2 for NaN/Inf in heatmaps / pafs."""
+        if not np.isfinite(heatmaps).all():
+            return -1
+        if not np.isfinite(pafs).all():
+            return -2
         keypoints, scores = decode_ref(heatmaps, pafs, scale_x, scale_y, **self.params)
         self.out_kp[:len(scores)] = keypoints
         self.out_score[:len(scores)] = scores

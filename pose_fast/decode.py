@@ -239,13 +239,12 @@ class Decoder:
             kernel = self._kernel(rows, cols)
             hm = self._float32("heatmaps", heatmaps)
             pf = self._float32("pafs", pafs)
-            for name, array in (("heatmaps", hm), ("pafs", pf)):
-                bad = kernel.first_nonfinite(array.reshape(-1))
-                if bad >= 0:
-                    index = np.unravel_index(bad, array.shape)
-                    raise ValueError(f"{name} must be finite: found {array[index]} at index "
-                                     f"{tuple(int(i) for i in index)}")
-            count = kernel.run(hm, pf, width / cols, height / rows)
+            count = kernel.run(hm, pf, width / cols, height / rows)  # also checks finiteness
+            if count < 0:
+                name, array = (("heatmaps", hm), ("pafs", pf))[-count - 1]
+                index = np.unravel_index(kernel.first_nonfinite(array.reshape(-1)), array.shape)
+                raise ValueError(f"{name} must be finite: found {array[index]} at index "
+                                 f"{tuple(int(i) for i in index)}")
             return Poses(kernel.out_kp[:count].copy(), kernel.out_score[:count].copy())
 
     decode = __call__
