@@ -41,7 +41,8 @@ def make_server(app, host: str = "127.0.0.1", port: int = 0, threads: int = THRE
     options = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
                (socket.SOL_SOCKET, socket.SO_SNDBUF, max(4096, backlog_bytes // 2))]  # the kernel doubles it
     server = create_server(app, host=host, port=port, threads=threads, outbuf_high_watermark=backlog_bytes,
-                           channel_request_lookahead=4, ident="pose_fast", **extra)
+                           channel_request_lookahead=4, clear_untrusted_proxy_headers=True, ident="pose_fast",
+                           **extra)
     server.adj.socket_options = options  # applied to every accepted connection
     return server
 
