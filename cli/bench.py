@@ -43,7 +43,7 @@ def _check_out(out: str) -> Path:
                    "(missing ones are listed as skipped, with how to fetch them).")
 @click.option("--frames", default=DEFAULT_FRAMES, show_default=True, type=click.IntRange(min=1),
               help="Frames per measurement (inference only and pipeline, each mode and precision).")
-@click.option("--out", "-o", default="bench-report", show_default=True, type=click.Path(file_okay=False),
+@click.option("--out", "-o", default="bench-report", show_default=True, type=click.Path(),
               help="Folder for report.md, report.json and the PNG plots.")
 @click.option("--server", default=None, envvar="POSE_FAST_SERVER",
               help="Measure a remote engine, grpc://host:port[/model] (env POSE_FAST_SERVER).")
@@ -76,6 +76,18 @@ def bench(device_name, video_url, precisions, frames, out, server):
         raise UserError(f"video file {video_url} does not exist: pass --video-url with a video file or a "
                         f"http(s)/rtsp URL")
     out_dir = _check_out(out)
+    # fail on a bad source or device now, in one line, before the progress bar starts
+    try:
+        from pose_fast.frames import open_source
+
+        open_source(video_url).close()
+        if not server:
+            from pose_fast._ov import Core
+            from pose_fast.engine import validate_device
+
+            validate_device(Core(), device_name)
+    except (SourceError, EngineError) as exc:
+        raise UserError(_one_line(exc)) from None
     explicit = bool(precisions)
     precisions = tuple(precisions) or PRECISIONS
     if not server:

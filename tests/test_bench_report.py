@@ -1,0 +1,235 @@
+"""``pose-fast bench`` end to end: a tiny real run on a shared video, then the report's files and numbers.
+
+The run is real (the model, the video, every decoder backend, the pipeline, a temporary events database), only
+short (``--frames 4``). The checks recompute every ratio and target from the raw numbers in report.json, compare
+report.md's tables with report.json, and read the PNGs back. No timing is asserted.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAMES = 4
+PLOTS = ("stages.png", "latency_hist.png", "fps.png", "decode.png")
+
+
+def run_bench(args, model_dir, cwd, timeout=600):
+    """``pose-fast bench ARGS`` in a fresh interpreter (the installed command's entry point, cli.main:cli)."""
+    env = dict(os.environ, POSE_FAST_MODEL_DIR=str(model_dir), PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
+    code = "import sys; from cli.main import cli; sys.exit(cli(prog_name='pose-fast'))"
+    return subprocess.run([sys.executable, "-c", code, "bench", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory, model_dir, video_path):
+    out = tmp_path_factory.mktemp("bench") / "report"
+    video = video_path("store-aisle")
+    result = run_bench(["--video-url", video, "--frames", FRAMES, "--out", out], model_dir, cwd=out.parent)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    return out, report, result, video
+
+
+def close(a, b, rel=1e-9):
+    return math.isclose(a, b, rel_tol=rel, abs_tol=1e-12)
+
+
+def test_files_and_plots(bench_run):
+    out, report, _, _ = bench_run
+    import matplotlib.image as mpimg
+
+    assert (out / "report.md").stat().st_size > 1000
+    assert sorted(report["plots"].values()) == sorted(PLOTS)
+    for name in PLOTS:
+        path = out / name
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        image = mpimg.imread(path)
+        height, width = image.shape[:2]
+        assert width >= 600 and height >= 200, (name, image.shape)
+        assert image[..., :3].std() > 0.05, f"{name} is blank"
+
+
+def test_report_names_machine_software_device_and_date(bench_run):
+    from pose_fast import _ov
+
+    _, report, _, video = bench_run
+    machine = report["machine"]
+    assert machine["cpu"] and machine["logical_cpus"] == os.cpu_count()
+    assert report["openvino"] == _ov.VERSION.split("-")[0]
+    assert report["device"] == "CPU"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", report["date"])
+    when = dt.datetime.strptime(report["date"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    assert abs((dt.datetime.now(dt.timezone.utc) - when).total_seconds()) < 3600
+    assert report["video"]["name"] == video.name and (report["video"]["width"], report["video"]["height"]) == (480, 270)
+    assert report["settings"]["frames"] == FRAMES
+
+
+def test_precisions_measured_and_skipped(bench_run, model_dir):
+    from pose_fast.benchreport import find_model
+
+    _, report, result, _ = bench_run
+    present = [p for p in ("FP32", "FP16", "FP16-INT8") if find_model(p, model_dir)]
+    assert report["precisions"] == present and report["primary_precision"] == present[0]
+    skipped = {s["precision"]: s["reason"] for s in report["skipped"]}
+    assert sorted(skipped) == sorted(set(("FP32", "FP16", "FP16-INT8")) - set(present))
+    for precision, reason in skipped.items():
+        assert f"pose-fast fetch-model --precision {precision}" in reason
+        assert f"skipping {precision}" in result.stderr
+    modes = [(row["precision"], row["mode"]) for row in report["inference"]]
+    assert modes == [(p, m) for p in present for m in ("latency", "throughput")]
+    assert [(row["precision"], row["mode"]) for row in report["pipeline"]] == modes
+
+
+def test_inference_numbers(bench_run):
+    _, report, _, _ = bench_run
+    for row in report["inference"]:
+        assert row["frames"] == FRAMES == len(row["samples"])
+        assert close(row["fps"], row["frames"] / row["elapsed_s"])
+        lat = row["latency_ms"]
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p99"] <= lat["max"]
+        assert row["network_size"] == [456, 256]
+        assert row["requests"] == 1 if row["mode"] == "latency" else row["requests"] >= 1
+    latency = next(r for r in report["inference"] if r["mode"] == "latency")
+    # sync inference frame after frame: the run's time is the sum of the frames' times
+    assert latency["elapsed_s"] * 1000 >= sum(latency["samples"]) * 0.99
+
+
+def test_pipeline_numbers(bench_run):
+    _, report, _, _ = bench_run
+    for row in report["pipeline"]:
+        assert row["frames"] == FRAMES and close(row["fps"], row["frames"] / row["elapsed_s"])
+        stages = row["stages"]
+        assert set(stages) == {"capture", "inference", "decode", "render", "latency"}
+        for stage in stages.values():
+            assert stage["n"] == FRAMES and 0 <= stage["min"] <= stage["p50"] <= stage["p99"] <= stage["max"]
+        # capture→shown holds the inference, decode and render of the same frame
+        assert stages["latency"]["mean"] >= stages["inference"]["mean"]
+        assert row["people_mean"] >= 1, "store-aisle shows shoppers in every frame"
+
+
+def test_decoders(bench_run):
+    from pose_fast.benchreport import peer_decoder
+    from pose_fast.decode import BACKEND, available_backends
+
+    _, report, _, _ = bench_run
+    dec = report["decode"]
+    names = [row["name"] for row in dec["backends"]]
+    expected = list(available_backends()) + (["peer"] if peer_decoder()[0] is not None else [])
+    assert names == expected
+    assert [row["name"] for row in dec["backends"] if row["default"]] == [BACKEND]
+    assert dec["frames"] == FRAMES and dec["heatmap_size"] == [57, 32]
+    people = {row["name"]: row["people"] for row in dec["backends"]}
+    assert len(set(people.values())) == 1 and people[names[0]] >= FRAMES, people  # all find the same people
+    for row in dec["backends"]:
+        assert row["n"] == dec["calls_per_backend"] == len(row["samples"]) >= FRAMES
+        assert 0 < row["min"] <= row["p50"] <= row["p99"] <= row["max"]
+
+
+def test_ratios_and_targets_follow_from_the_raw_numbers(bench_run):
+    _, report, _, _ = bench_run
+    ratios = report["ratios"]
+    inference = {(r["precision"], r["mode"]): r for r in report["inference"]}
+    for pipe in report["pipeline"]:
+        inf = inference[(pipe["precision"], pipe["mode"])]
+        key = f"{pipe['precision']} {pipe['mode']}"
+        assert close(ratios["pipeline_over_inference"][key], pipe["fps"] / inf["fps"])
+        stages = pipe["stages"]
+        assert close(ratios["pipeline_decode_over_inference"][key],
+                     stages["decode"]["mean"] / stages["inference"]["mean"])
+    base = inference[(report["primary_precision"], "latency")]["latency_ms"]["mean"]
+    backends = {row["name"]: row for row in report["decode"]["backends"]}
+    for name, row in backends.items():
+        assert close(ratios["decode_over_inference"][name], row["mean"] / base)
+        if "cython" in backends:
+            assert close(ratios["backend_over_cython"][name], row["mean"] / backends["cython"]["mean"])
+    assert ratios["backend_over_cython"].get("cython", 1.0) == 1.0
+
+    targets = {t["name"]: t for t in report["targets"]}
+    throughput = [k for k in ratios["pipeline_over_inference"] if k.endswith("throughput")]
+    for key in throughput:
+        target = targets[f"pipeline FPS / inference-only FPS ({key})"]
+        assert target["threshold"] == 0.90 and close(target["value"], ratios["pipeline_over_inference"][key])
+        assert target["passed"] is (target["value"] >= 0.90)
+    decode = [t for t in report["targets"] if t["name"].startswith("Cython decode")]
+    assert len(decode) == 1 and decode[0]["threshold"] == 0.02
+    if "cython" in backends:
+        assert close(decode[0]["value"], ratios["decode_over_inference"]["cython"])
+        assert decode[0]["passed"] is (decode[0]["value"] <= 0.02)
+    assert len(report["targets"]) == len(throughput) + 1
+
+
+def test_events_numbers(bench_run):
+    from pose_fast.benchreport import EVENTS_TABLE, EVENTS_WRITTEN
+
+    _, report, _, _ = bench_run
+    ev = report["events"]
+    assert ev["written"] == EVENTS_WRITTEN and close(ev["events_per_s"], ev["written"] / ev["write_s"])
+    d = ev["detections"]
+    assert d["rows"] == EVENTS_TABLE and d["n"] == d["requests"] > 0 and 0 < d["p50"] <= d["p99"]
+
+
+def test_markdown_matches_the_json(bench_run):
+    out, report, result, _ = bench_run
+    md = (out / "report.md").read_text(encoding="utf-8")
+    for heading in ("# pose_fast benchmark report", "## Headline", "## Targets", "## Inference only",
+                    "## Decoding", "## Pipeline", "## Event store and /detections", "## Plots", "## Reproduce"):
+        assert f"\n{heading}\n" in f"\n{md}", heading
+    m = report["machine"]
+    for text in (report["date"], m["cpu"], f"{m['logical_cpus']} logical CPUs", f"OpenVINO:** {report['openvino']}",
+                 f"precision {', '.join(report['precisions'])}"):
+        assert text in md, text
+    ratios = report["ratios"]["pipeline_over_inference"]
+    headline = md.split("## Headline")[1].split("## Targets")[0]
+    for inf in report["inference"]:
+        pipe = next(p for p in report["pipeline"] if (p["precision"], p["mode"]) == (inf["precision"], inf["mode"]))
+        key = f"{inf['precision']} {inf['mode']}"
+        row = (f"| {inf['precision']} | {inf['mode']} | {inf['requests']} | {inf['fps']:,.1f} | {pipe['fps']:,.1f} | "
+               f"{ratios[key] * 100:.0f} % |")
+        assert row in headline, row
+        assert row in result.stdout  # the command prints the same headline
+    targets = md.split("## Targets")[1].split("## Inference only")[0]
+    for target in report["targets"]:
+        line = next(line for line in targets.splitlines() if line.startswith(f"| {target['name']} |"))
+        assert ("✅ pass" if target["passed"] else "❌ fail") in line
+        if target["value"] is not None:
+            assert f"{target['value'] * 100:.1f} %" in line
+        assert ("PASS" if target["passed"] else "FAIL") + f"  {target['name']}" in result.stdout
+    decoding = md.split("## Decoding")[1].split("## Pipeline")[0]
+    for row in report["decode"]["backends"]:
+        assert f"| {row['mean']:,.3f} | {row['p50']:,.3f} | {row['p99']:,.3f} |" in decoding, row["name"]
+    for name in PLOTS:
+        assert f"]({name})" in md
+
+
+@pytest.mark.parametrize("case", ["missing", "not-a-video", "out-is-a-file", "no-such-device"])
+def test_bad_input_is_one_line_exit_2(case, tmp_path, model_dir, video_path):
+    video = video_path("store-aisle")
+    args = ["--video-url", video, "--frames", 1, "--out", tmp_path / "out"]
+    if case == "missing":
+        args[1] = tmp_path / "nope.mp4"
+        expected = "does not exist"
+    elif case == "not-a-video":
+        args[1] = tmp_path / "garbage.mp4"
+        args[1].write_bytes(b"this is not a video\n" * 100)
+        expected = "garbage.mp4"
+    elif case == "out-is-a-file":
+        (tmp_path / "out").write_text("x")
+        expected = "is a file"
+    else:
+        args += ["--device-name", "TPU"]
+        expected = "this machine has: CPU"
+    result = run_bench(args, model_dir, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and expected in lines[0], result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out" / "report.md").exists()
