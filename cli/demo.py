@@ -36,7 +36,7 @@ def _summary(stats: dict, source, engine_text: str) -> str:
         "stage        p50 ms   p99 ms",
     ]
     for stage in ("capture", "inference", "decode", "render", "latency"):
-        name = "capture→shown" if stage == "latency" else stage
+        name = "to overlay" if stage == "latency" else stage
         lines.append(f"{name:<12}{stages[stage]['p50']:>8.1f}{stages[stage]['p99']:>9.1f}")
     return "\n".join(lines)
 
