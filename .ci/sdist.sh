@@ -29,9 +29,10 @@ unset PYTHONPATH PIP_USER
 
 # -- build the sdist (isolated build env: setuptools, wheel, Cython, numpy from [build-system]) -----------------
 BUILD_PY="$PY"
-if ! "$PY" -c 'import build' >/dev/null 2>&1; then
+# -I and a neutral cwd: the work tree's setuptools build/ folder would pass for the package otherwise.
+if ! (cd "$WORK" && "$PY" -I -c 'import build.__main__') >/dev/null 2>&1; then
     BUILD_VENV="$CACHE_ROOT/sdist-build-$("$PY" -c 'import sys; print("%d%d" % sys.version_info[:2])')"
-    if ! "$BUILD_VENV/bin/python" -c 'import build' >/dev/null 2>&1; then
+    if ! (cd "$WORK" && "$BUILD_VENV/bin/python" -I -c 'import build.__main__') >/dev/null 2>&1; then
         log "installing the 'build' frontend into $BUILD_VENV"
         rm -rf "$BUILD_VENV"
         mkdir -p "$CACHE_ROOT"
@@ -41,7 +42,7 @@ if ! "$PY" -c 'import build' >/dev/null 2>&1; then
     BUILD_PY="$BUILD_VENV/bin/python"
 fi
 log "python -m build --sdist"
-quiet "$BUILD_PY" -m build --sdist --outdir "$WORK/dist" "$ROOT"
+(cd "$WORK" && quiet "$BUILD_PY" -m build --sdist --outdir "$WORK/dist" "$ROOT")
 shopt -s nullglob
 SDISTS=("$WORK"/dist/*.tar.gz)
 shopt -u nullglob
