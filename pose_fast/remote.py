@@ -227,9 +227,13 @@ class RemoteEngine:
             if code in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
                 raise EngineError(f"cannot reach the inference server at {self.host}:{self.port} "
                                   f"({_message(exc)}): start the model server or fix --server") from None
-            raise EngineError(f"the server at {self.host}:{self.port} has no model {self.model_name!r} "
-                              f"({self._server_models()}): use --server grpc://{self.host}:{self.port}/<model>"
-                              ) from None
+            text = _message(exc)
+            if code == "NOT_FOUND" or any(w in text.lower() for w in ("not found", "does not exist", "unknown")):
+                raise EngineError(f"the server at {self.host}:{self.port} has no model {self.model_name!r} "
+                                  f"({self._server_models()}): use --server grpc://{self.host}:{self.port}/<model>"
+                                  ) from None
+            raise EngineError(f"the server at {self.host}:{self.port} refused the metadata of model "
+                              f"{self.model_name!r} ({code or 'error'}: {text}): check the server's log") from None
         inputs = list(meta.inputs)
         outputs = {t.name: t for t in meta.outputs}
         problem = self._check_signature(inputs, outputs)
