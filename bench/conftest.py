@@ -67,6 +67,7 @@ def pytest_configure(config):
         return  # pytest-benchmark disables itself under xdist: leave it so
     if _asked_to_measure(config):
         session.disabled = False
+        config.option.benchmark_enable = True  # as if --benchmark-enable was given, for files that read the option
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ One process measures, in this order (each figure on the same frames of one video
    throughput mode, with per-frame stage timings;
 4. the event store's write rate and the ``/detections`` page time on a temporary database.
 
-The throughput figures of inference only and of the pipeline are taken in alternating rounds (A B A B) so that a
+Inference only and the pipeline are measured in alternating rounds (A B A B A B A B, per mode) so that a
 change of load on a shared machine hits both alike.
 
 :func:`run_bench` returns the report as a dict (the content of ``report.json``); :func:`write_report` writes
@@ -508,7 +508,7 @@ def _noop(label: str, units: int) -> None:
 
 def run_bench(video: str, device: str = "CPU", precisions: Sequence[str] = PRECISIONS, frames: int = DEFAULT_FRAMES,
               server: Optional[str] = None, model_dir=None, progress: Optional[Progress] = None,
-              events: bool = True, rounds: int = 2) -> dict:
+              events: bool = True, rounds: int = 4) -> dict:
     """Measure everything and return the report (see the module docstring). Raises BenchError, EngineError."""
     from . import _ov
     from .engine import open_engine
@@ -863,7 +863,7 @@ def write_plots(report: dict, out: Path) -> List[Path]:
              for stage in ("capture", "inference", "decode", "render")}
     latency = np.array([p["stages"]["latency"]["mean"] for p in report["pipeline"]])
     parts["waiting"] = np.maximum(latency - parts["inference"] - parts["decode"] - parts["render"], 0.0)
-    names = {"waiting": "waiting (queues, tracker, hand-offs)"}
+    names = {"waiting": "waiting (read-ahead queue, tracker, hand-offs)"}
     for stage, values in parts.items():
         ax.barh(labels, values, left=left, color=colors.get(stage, "#d9d9d9"), label=names.get(stage, stage),
                 edgecolor="white", linewidth=0.5)
