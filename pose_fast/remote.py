@@ -357,12 +357,11 @@ class RemoteEngine:
         ``infer()``, or ``(None, None)`` when the frame was dropped (server lost, request timed out)."""
         self._check_frame(frame)
         slot = self._sync_slot
-        start = time.perf_counter()
         if not self._connected.wait(self.reconnect_wait_s):
             self._count_drop()
             return None, None
+        start = time.perf_counter()  # like the local engine's, the time includes the resize
         inputs = self._fill(slot, frame)
-        start = time.perf_counter()
         try:
             slot.result = self._client.infer(self.model_name, inputs, outputs=self._outputs(),
                                              client_timeout=self.timeout_s)
