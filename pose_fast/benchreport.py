@@ -757,7 +757,8 @@ def render_markdown(report: dict) -> str:
         f"- **Machine:** {m['cpu']}, {cores}; {m['os']}; Python {m['python']}, NumPy {m['numpy']}",
         f"- **OpenVINO:** {report['openvino']}",
         f"- **Device:** {device}",
-        f"- **Model:** {MODEL_NAME}, precision {', '.join(report['precisions'])}",
+        (f"- **Model:** {MODEL_NAME} as the server serves it (KServe v2 gRPC, `pose_fast.remote.RemoteEngine`)"
+         if report.get("server") else f"- **Model:** {MODEL_NAME}, precision {', '.join(report['precisions'])}"),
         f"- **Video:** {video['name']} ({video['width']}×{video['height']}), {report['settings']['frames']} frames "
         f"per measurement ({video['distinct_frames']} distinct, cycled), {report['settings']['rounds']} alternating "
         f"rounds",
@@ -778,7 +779,8 @@ def render_markdown(report: dict) -> str:
                      + (f" ({target['note']})" if target.get("note") else "") + " |")
 
     lines += ["", "## Inference only", "",
-              "Through `pose_fast.engine.Engine`: *latency* is one request, `infer()` frame after frame; *throughput* "
+              f"Through `{'pose_fast.remote.RemoteEngine' if report.get('server') else 'pose_fast.engine.Engine'}`: "
+              "*latency* is one request, `infer()` frame after frame; *throughput* "
               "keeps the device's optimal number of requests busy with `submit()` and counts frames per second over "
               "the batch (per-frame times there include waiting for a free request).", "",
               "| precision | mode | network | requests | frames | FPS | mean ms | p50 ms | p99 ms |",

@@ -233,3 +233,26 @@ def test_bad_input_is_one_line_exit_2(case, tmp_path, model_dir, video_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and expected in lines[0], result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out" / "report.md").exists()
+
+
+@pytest.mark.remote
+def test_server_option_measures_the_remote_engine(tmp_path, model_dir, model_xml, video_path):
+    """``--server grpc://...``: inference through RemoteEngine against the KServe test server."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import kserve_server
+
+    try:
+        python = kserve_server.server_python()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    out = tmp_path / "remote"
+    with kserve_server.ServerProcess(model_xml, dynamic_width=True, python=python) as server:
+        result = run_bench(["--server", server.url, "--video-url", video_path("store-aisle"), "--frames", 2,
+                            "--out", out], model_dir, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["server"] == server.url and report["precisions"] == ["server"] and report["skipped"] == []
+    assert [(r["mode"], r["frames"]) for r in report["inference"]] == [("latency", 2), ("throughput", 2)]
+    assert all(r["frames"] == 2 for r in report["pipeline"])
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert f"remote {server.url}" in md and "RemoteEngine" in md
