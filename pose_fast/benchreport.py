@@ -273,7 +273,11 @@ def plan_units(frames: int, precisions: int, events: bool = True) -> int:
 
 
 def decode_units(frames: int) -> int:
-    return 5 * max(frames, 1)
+    """Decoding takes a second or two: one unit per backend and the peer, whatever the frame count."""
+    return DECODE_STEPS
+
+
+DECODE_STEPS = 5
 
 
 EVENTS_STEPS = 10
@@ -419,8 +423,9 @@ def _measure_decoders(outputs: list, frame_size: tuple, count: int, progress: Pr
     for name in BACKENDS:
         if name not in found:
             skipped.append({"name": name, "reason": f"the {name} backend does not import on this machine"})
-            progress(f"decode {name}", count)
+            progress(f"decode {name}", 1)
             continue
+        progress(f"decode {name}", 0)
         decoder = Decoder(backend=name)
         decoder(*outputs[0], frame_size=frame_size)  # warm-up (numba compiles, buffers are allocated)
         people = sum(len(decoder(h, p, frame_size=frame_size)) for h, p in outputs)
@@ -430,14 +435,15 @@ def _measure_decoders(outputs: list, frame_size: tuple, count: int, progress: Pr
             t0 = time.perf_counter()
             decoder(heatmaps, pafs, frame_size=frame_size)
             times.append((time.perf_counter() - t0) * 1000.0)
-            progress(f"decode {name}", 1)
+        progress(f"decode {name}", 1)
         rows.append({"name": name, "kind": "pose_fast", "default": name == BACKEND, **summarize(times),
                      "people": people, "samples": [round(t, 4) for t in times]})
     peer, reason = peer_decoder()
     if peer is None:
         skipped.append({"name": "peer", "reason": reason})
-        progress("decode peer", count)
+        progress("decode peer", 1)
     else:
+        progress("decode peer", 0)
         peer(*outputs[0], frame_size)
         people = sum(len(peer(h, p, frame_size)[1]) for h, p in outputs)
         times = []
@@ -446,12 +452,11 @@ def _measure_decoders(outputs: list, frame_size: tuple, count: int, progress: Pr
             t0 = time.perf_counter()
             peer(heatmaps, pafs, frame_size)
             times.append((time.perf_counter() - t0) * 1000.0)
-            progress("decode peer", 1)
+        progress("decode peer", 1)
         rows.append({"name": "peer", "kind": "openvino-model-api OpenPoseDecoder + the notebook's 3x3 NMS",
                      "default": False, **summarize(times), "people": people,
                      "samples": [round(t, 4) for t in times]})
-    # units not used by absent backends were advanced above; the plan has 5 slots (3 backends, peer, spare)
-    progress("decode", count)
+    progress("decode", DECODE_STEPS - len(BACKENDS) - 1)  # the plan's units: one per backend and the peer
     return {"frames": len(outputs), "calls_per_backend": count, "frame_size": list(frame_size),
             "heatmap_size": [int(outputs[0][0].shape[2]), int(outputs[0][0].shape[1])],
             "backends": rows, "skipped": skipped}
@@ -472,6 +477,7 @@ def _measure_events(folder: Path, progress: Progress, written: int = EVENTS_WRIT
         for i in range(n):
             add("enter" if i % 2 == 0 else "exit", i // 2, i, t0 + i * 0.01, i % 7, sources[i % 3], "CPU")
 
+    progress("event store", 0)
     start = time.perf_counter()
     with EventStore(folder / "write.sqlite3") as store:
         fill(store, written)
