@@ -106,6 +106,15 @@ def test_request_reads_the_frame_in_place(engine_for, read_frames):
     assert heatmaps.shape == (19, engine.output_size[1], engine.output_size[0])
 
 
+def test_optimal_requests_reads_the_compiled_model(engine_for, read_frames):
+    frame = read_frames("store-aisle", count=1)[0]
+    compiled = engine_for(frame.shape[1], frame.shape[0]).compiled
+    reported = int(compiled.get_property(_ov.OPTIMAL_NUMBER_OF_INFER_REQUESTS))
+    assert reported >= 1
+    assert _ov.optimal_requests(compiled) == reported
+    assert _ov.optimal_requests(compiled, minimum=reported + 2) == reported + 2
+
+
 # -- devices --------------------------------------------------------------------------------------------------------
 
 
