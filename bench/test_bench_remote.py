@@ -7,16 +7,20 @@ connection), like separate cameras. Local figures are measured in the same run.
 
 The server is tests/kserve_server.py (PyPI kserve + OpenVINO) in its own process and virtualenv
 (``source .ci/remote.sh``). Measure with ``pytest bench/test_bench_remote.py --benchmark-enable -s``; with
-``--benchmark-disable`` (the project default, CI) every path runs once on a few frames.
+``--benchmark-disable`` (the project default, CI) every path runs once on a few frames. Measuring keeps the best of
+3 runs per row (``POSE_FAST_BENCH_REMOTE_ROUNDS``), 48 frames per stream (``POSE_FAST_BENCH_REMOTE_FRAMES``).
 
 Note: here client and server share the same 2 cores, so the client's resize and (de)serialisation take CPU from
-the server's inference; on a real deployment the server has its own.
+the server's inference; on a real deployment the server has its own. On a shared machine FPS depends on the other
+load (two processes win a larger share of the CPU than one), so the table also gives CPU milliseconds per frame
+(client + server against the local engine), which does not.
 """
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -58,8 +62,25 @@ def frames(read_frames):
     return read_frames("store-aisle", 16)
 
 
+def _process_cpu(pid: int):
+    """CPU seconds (user + system) used so far by process ``pid`` (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def read() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    return read
+
+
 def _frames_per_stream(request) -> int:
     return int(os.environ.get("POSE_FAST_BENCH_REMOTE_FRAMES", 48)) if full_size(request) else 3
+
+
+def _best_of(request, run) -> dict:
+    """The best of a few runs (by aggregate FPS): a shared machine's other load only ever slows a run down."""
+    rounds = int(os.environ.get("POSE_FAST_BENCH_REMOTE_ROUNDS", 3)) if full_size(request) else 1
+    return max((run() for _ in range(rounds)), key=lambda result: result["aggregate_fps"])
 
 
 def test_local_engine_throughput(benchmark, request, model_xml, frames):
@@ -69,7 +90,7 @@ def test_local_engine_throughput(benchmark, request, model_xml, frames):
     def run():
         return run_streams(lambda: Engine(model=model_xml, mode="throughput"), frames, 1, n)
 
-    result = benchmark.pedantic(run, rounds=1, iterations=1)
+    result = benchmark.pedantic(_best_of, args=(request, run), rounds=1, iterations=1)
     assert result["dropped"] == 0 and result["aggregate_fps"] > 0
     RESULTS["local"] = result
     benchmark.extra_info.update(result)
@@ -83,9 +104,10 @@ def test_remote_streams(benchmark, request, server, frames, streams):
 
     def run():
         return run_streams(lambda: RemoteEngine(server.url, num_requests=REQUESTS_PER_STREAM, mode="throughput"),
-                           frames, streams, n)
+                           frames, streams, n, clocks={"client": time.process_time,
+                                                       "server": _process_cpu(server.proc.pid)})
 
-    result = benchmark.pedantic(run, rounds=1, iterations=1)
+    result = benchmark.pedantic(_best_of, args=(request, run), rounds=1, iterations=1)
     assert result["dropped"] == 0 and len(result["per_stream_fps"]) == streams
     assert result["latency_p50_ms"] <= result["latency_p99_ms"]
     RESULTS[f"remote-{streams}"] = result
@@ -95,17 +117,25 @@ def test_remote_streams(benchmark, request, server, frames, streams):
 def test_report(request, capsys):
     """Print the table (and write bench-report/remote-streams.json when measuring)."""
     local = RESULTS.get("local")
-    rows = [f"{'run':<10} {'streams':>7} {'aggregate FPS':>13} {'per-stream FPS':>20} {'p50 ms':>8} {'p99 ms':>8}"]
+    rows = [f"{'run':<10} {'streams':>7} {'aggregate FPS':>13} {'per-stream FPS':>20} {'p50 ms':>8} {'p99 ms':>8} "
+            f"{'CPU ms/frame':>22}"]
     for name, result in RESULTS.items():
         per = ", ".join(f"{fps:.1f}" for fps in result["per_stream_fps"])
+        cpu = " + ".join(f"{k} {v:.0f}" for k, v in result["cpu_ms_per_frame"].items())
         rows.append(f"{name:<10} {result['streams']:>7} {result['aggregate_fps']:>13.1f} {per:>20} "
-                    f"{result['latency_p50_ms']:>8.1f} {result['latency_p99_ms']:>8.1f}")
+                    f"{result['latency_p50_ms']:>8.1f} {result['latency_p99_ms']:>8.1f} {cpu:>22}")
     targets = {}
     if local and "remote-1" in RESULTS:
         targets["one stream / local engine"] = RESULTS["remote-1"]["aggregate_fps"] / local["aggregate_fps"]
     if local and "remote-4" in RESULTS:
         targets["4 streams / model alone"] = RESULTS["remote-4"]["aggregate_fps"] / local["aggregate_fps"]
     rows += [f"{name}: {value * 100:.1f} % (target >= 95 %)" for name, value in targets.items()]
+    if local and "remote-1" in RESULTS:
+        # What the protocol costs, independent of other load: CPU per frame, client + server against local.
+        remote_cpu = sum(RESULTS["remote-1"]["cpu_ms_per_frame"].values())
+        local_cpu = local["cpu_ms_per_frame"]["client"]
+        rows.append(f"CPU per frame, one stream: remote {remote_cpu:.0f} ms (client + server) vs local "
+                    f"{local_cpu:.0f} ms: local/remote = {local_cpu / remote_cpu * 100:.1f} %")
     with capsys.disabled():
         print("\n" + "\n".join(rows))
     if full_size(request):

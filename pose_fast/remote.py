@@ -554,14 +554,19 @@ class RemoteEngine:
                 f"{self.num_requests} request(s) in flight, timeout {self.timeout_s:g} s")
 
 
-def run_streams(make_engine, frames: list, streams: int = 1, frames_per_stream: int = 30, warmup: int = 2) -> dict:
+def run_streams(make_engine, frames: list, streams: int = 1, frames_per_stream: int = 30, warmup: int = 2,
+                clocks: Optional[dict] = None) -> dict:
     """Push ``streams`` concurrent video streams through engines (one per stream, as separate cameras would) and
     measure them; works for :class:`RemoteEngine` and the local :class:`~pose_fast.engine.Engine` alike.
 
     ``make_engine()`` returns a new engine; each stream submits ``frames_per_stream`` frames (cycling through
     ``frames``) as fast as its engine accepts them. Returns ``aggregate_fps``, ``per_stream_fps`` (list),
     ``latency_p50_ms`` / ``latency_p99_ms`` (per request, as the engine measured it: send to answer),
-    ``dropped`` and the inputs.
+    ``dropped``, ``cpu_ms_per_frame`` and the inputs.
+
+    ``clocks`` maps names to callables returning CPU seconds (default: this process's, ``client``); each is read
+    when the measured part starts and ends, and ``cpu_ms_per_frame[name]`` is its CPU time per frame answered.
+    Unlike FPS, CPU time per frame does not depend on what else the machine is running.
     """
     if streams < 1 or frames_per_stream < 1 or not frames:
         raise ValueError("need at least one stream, one frame per stream and one frame")
@@ -571,7 +576,9 @@ def run_streams(make_engine, frames: list, streams: int = 1, frames_per_stream: 
         latencies = [[] for _ in range(streams)]
         got = [0] * streams
         spans = [None] * streams
-        barrier = threading.Barrier(streams)
+        clocks = dict(clocks or {"client": time.process_time})
+        cpu_start = {}
+        barrier = threading.Barrier(streams, action=lambda: cpu_start.update((k, f()) for k, f in clocks.items()))
         errors = []
         count_lock = threading.Lock()
 
@@ -607,6 +614,7 @@ def run_streams(make_engine, frames: list, streams: int = 1, frames_per_stream: 
             thread.join()
         if errors:
             raise errors[0]
+        cpu_used = {name: clock() - cpu_start[name] for name, clock in clocks.items()}
     finally:
         for engine in engines:
             engine.close()
@@ -621,4 +629,5 @@ def run_streams(make_engine, frames: list, streams: int = 1, frames_per_stream: 
         "latency_p50_ms": float(np.percentile(every, 50)) if every.size else None,
         "latency_p99_ms": float(np.percentile(every, 99)) if every.size else None,
         "dropped": streams * frames_per_stream - sum(got),
+        "cpu_ms_per_frame": {name: 1000.0 * used / max(1, sum(got)) for name, used in cpu_used.items()},
     }
