@@ -16,6 +16,17 @@ from .skeleton import LIMBS, NUM_KEYPOINTS, PAF_X_CHANNELS
 
 NAME = "cython"
 
+cdef extern from *:
+    """
+    /* Bit-for-bit agreement with the NumPy reference needs every float32 product rounded on its own: no fused
+       multiply-add, whatever -march or the platform's default (GCC on ARM contracts by default). */
+    #if defined(__clang__)
+    #pragma STDC FP_CONTRACT OFF
+    #elif defined(__GNUC__)
+    #pragma GCC optimize ("fp-contract=off")
+    #endif
+    """
+
 cdef enum:
     NK = 18  # keypoint types
 
