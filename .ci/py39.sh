@@ -149,7 +149,7 @@ EOF
 cp -f "$EXT_SO" "$ROOT/pose_fast/"
 
 # -- the reference poses from the main environment (newest OpenVINO) ------------------------------------------
-MAIN_PY="${POSE_FAST_MAIN_PYTHON:-python3}"
+MAIN_PY="${POSE_FAST_MAIN_PYTHON:-$(command -v python || command -v python3)}"  # what .ci/run tested with
 REF_DIR="$(mktemp -d)"
 trap 'rm -rf "$REF_DIR"' EXIT
 export POSE_FAST_COMPAT_REFERENCE="$REF_DIR/compat-reference.json"
