@@ -106,6 +106,7 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
     from pose_fast.tracking import Tracker
 
     expected = (OSError, EngineError, EventStoreError, SinkError, SourceError)
+    terminated = None
     with contextlib.ExitStack() as stack:
         try:
             engine = stack.enter_context(open_engine(server=server, model=model, device=device_name,
@@ -136,11 +137,15 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
                 pipe.run()
             except KeyboardInterrupt:
                 pass
+            except SystemExit as exc:  # SIGTERM: the summary, then the exit code 143
+                terminated = exc
         except expected as exc:
             raise UserError(_one_line(exc)) from None
         except ValueError as exc:  # the engine's frame checks, a tracker parameter
             raise UserError(_one_line(exc)) from None
     click.echo(_summary(pipe.stats(), source, engine_text))
+    if terminated is not None:
+        raise terminated
 
 
 def _one_line(exc: BaseException) -> str:

@@ -226,7 +226,7 @@ class Pipeline:
     def run(self) -> dict:
         """Process the source until its end, ``limit``, :meth:`stop` or an error (re-raised here); return stats.
 
-        KeyboardInterrupt stops the run cleanly (frames in flight are delivered) and is re-raised.
+        KeyboardInterrupt (or SystemExit) stops the run cleanly (frames in flight are delivered) and is re-raised.
         """
         if self._ran:
             raise PipelineError("a Pipeline runs once: make a new one")
@@ -242,7 +242,7 @@ class Pipeline:
         interrupted = None
         try:
             self._deliver()
-        except KeyboardInterrupt as exc:
+        except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM under events.exit_on_sigterm()
             interrupted = exc
             self.stop_reason = "interrupted"
             self.stop()

@@ -187,7 +187,8 @@ def test_limit_must_be_positive(env, video_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "--limit" in proc.stderr
 
 
-def test_ctrl_c_ends_cleanly_with_the_summary(env, video_path, tmp_path):
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 0), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_ends_cleanly_with_the_summary(env, video_path, tmp_path, sig, code):
     jsonl = tmp_path / "interrupted.jsonl"
     proc = subprocess.Popen([sys.executable, "demo.py", "-i", str(video_path("store-aisle")), "--no-show", "--no-db",
                              "--loop", "--json", str(jsonl)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -196,12 +197,12 @@ def test_ctrl_c_ends_cleanly_with_the_summary(env, video_path, tmp_path):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 3):
             time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, err
+    assert proc.returncode == code, err
     assert "Traceback" not in err
     frames = len(_lines(jsonl))
     assert frames >= 3
