@@ -68,6 +68,7 @@ from ._decode_ref import DEFAULTS  # noqa: E402
 from .skeleton import LIMBS, NUM_KEYPOINTS, PAF_X_CHANNELS  # noqa: E402
 
 NAME = "numba"
+KERNEL_API = 1  # must equal pose_fast.decode.KERNEL_API
 
 
 @njit(cache=True, nogil=True)

@@ -42,7 +42,9 @@ _HINTS = {
     "numba": "install numba with `pip install numba`",
     "numpy": "reinstall pose_fast",
 }
-
+#: Version of the interface between this module and the backends' ``Kernel``; a compiled extension built from an
+#: older ``_decode.pyx`` has another one and is treated as unavailable (rebuild it).
+KERNEL_API = 1
 
 
 class BackendUnavailableError(ImportError):
@@ -54,10 +56,15 @@ def load_backend(name: str):
     if name not in BACKENDS:
         raise BackendUnavailableError(f"unknown decoder backend {name!r}: use one of {', '.join(BACKENDS)}")
     try:
-        return importlib.import_module(_MODULES[name])
+        module = importlib.import_module(_MODULES[name])
     except ImportError as exc:
         raise BackendUnavailableError(
             f"the {name} decoder backend is unavailable ({exc}): {_HINTS[name]}") from exc
+    if getattr(module, "KERNEL_API", None) != KERNEL_API:
+        raise BackendUnavailableError(
+            f"the {name} decoder backend is unavailable ({module.__file__} is stale: it was built from an older "
+            f"source): {_HINTS[name]}")
+    return module
 
 
 def available_backends() -> tuple:

@@ -336,6 +336,19 @@ def test_forcing_a_missing_backend_fails_clearly(name, hide, hint):
     assert "unset POSE_FAST_DECODER" in last
 
 
+def test_a_stale_compiled_backend_is_not_used():
+    prelude = ("import sys, types\n"
+               "stale = types.ModuleType('pose_fast._decode')\n"
+               "stale.__file__ = '/site/pose_fast/_decode.so'\n"
+               "sys.modules['pose_fast._decode'] = stale\n")
+    forced = _run(DECODE_ONE, "cython", prelude=prelude)
+    assert forced.returncode != 0
+    assert "/site/pose_fast/_decode.so is stale" in forced.stderr and "build_ext --inplace" in forced.stderr
+    fallback = _run(DECODE_ONE, None, prelude=prelude)
+    assert fallback.returncode == 0, fallback.stderr
+    assert fallback.stdout.split()[0] != "cython"
+
+
 def test_a_missing_backend_falls_back_in_order():
     result = _run(DECODE_ONE, None, prelude="import sys\nsys.modules['pose_fast._decode'] = None\n")
     assert result.returncode == 0, result.stderr
