@@ -108,6 +108,22 @@ def _check_myriad(core: Core, available: list, have: str) -> None:
                       f"and re-plug it; this machine has: {have}")
 
 
+def check_frame(frame, engine) -> None:
+    """Refuse anything but an OpenCV BGR frame; prepare ``engine`` for the first frame's size."""
+    if frame is None or not isinstance(frame, np.ndarray) or frame.size == 0:
+        raise ValueError("empty frame: the source gave no image (check the camera or the video file)")
+    if frame.dtype != np.uint8:
+        raise ValueError(f"frame must be uint8 BGR as OpenCV reads it, got dtype {frame.dtype}")
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"frame must be H x W x 3 (BGR), got shape {frame.shape}")
+    height, width = frame.shape[:2]
+    if engine.frame_size is None:
+        engine.prepare(width, height)
+    elif engine.frame_size != (width, height):
+        raise ValueError(f"frame is {width}x{height} but the engine was prepared for "
+                         f"{engine.frame_size[0]}x{engine.frame_size[1]}: call prepare() for the new source")
+
+
 def default_cache_dir() -> Path:
     """Where compiled models are cached: ``$XDG_CACHE_HOME/pose_fast/compiled``."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -236,18 +252,7 @@ class Engine:
 
     # -- inference ---------------------------------------------------------------------------------------------
     def _input(self, frame) -> np.ndarray:
-        if frame is None or not isinstance(frame, np.ndarray) or frame.size == 0:
-            raise ValueError("empty frame: the source gave no image (check the camera or the video file)")
-        if frame.dtype != np.uint8:
-            raise ValueError(f"frame must be uint8 BGR as OpenCV reads it, got dtype {frame.dtype}")
-        if frame.ndim != 3 or frame.shape[2] != 3:
-            raise ValueError(f"frame must be H x W x 3 (BGR), got shape {frame.shape}")
-        height, width = frame.shape[:2]
-        if self.frame_size is None:
-            self.prepare(width, height)
-        elif self.frame_size != (width, height):
-            raise ValueError(f"frame is {width}x{height} but the engine was prepared for "
-                             f"{self.frame_size[0]}x{self.frame_size[1]}: call prepare() for the new source")
+        check_frame(frame, self)
         return np.ascontiguousarray(frame)[None]
 
     def infer(self, frame: np.ndarray) -> tuple:
@@ -302,6 +307,8 @@ class Engine:
             self._queue.wait_all()
         self._queue = None
         self._request = None
+        # An output port outliving its compiled model aborts the process at exit (seen with OpenVINO 2026.4).
+        self._heat_port = self._paf_port = None
         self.compiled = None
 
     def __enter__(self):
@@ -324,4 +331,5 @@ def open_engine(server: Optional[str] = None, **kwargs):
         return Engine(**kwargs)
     from .remote import RemoteEngine
 
-    return RemoteEngine(server, num_requests=kwargs.get("num_requests"), mode=kwargs.get("mode", "latency"))
+    return RemoteEngine(server, num_requests=kwargs.get("num_requests"), mode=kwargs.get("mode", "latency"),
+                        input_height=kwargs.get("input_height", DEFAULT_INPUT_HEIGHT))

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from .engine import DEFAULT_INPUT_HEIGHT, MODES, STRIDE, EngineError, ResultCallback, network_size_for
+from .engine import DEFAULT_INPUT_HEIGHT, MODES, STRIDE, EngineError, ResultCallback, check_frame, network_size_for
 from .model import HEATMAP_OUTPUT, INPUT_NAME, MODEL_NAME, PAF_OUTPUT
 
 log = logging.getLogger(__name__)
@@ -311,20 +311,6 @@ class RemoteEngine:
         self._sync_slot = _Slot(frame_width, frame_height, net_w, net_h, self._layout, self._input_dtype)
 
     # -- inference ---------------------------------------------------------------------------------------------
-    def _check_frame(self, frame) -> None:
-        if frame is None or not isinstance(frame, np.ndarray) or frame.size == 0:
-            raise ValueError("empty frame: the source gave no image (check the camera or the video file)")
-        if frame.dtype != np.uint8:
-            raise ValueError(f"frame must be uint8 BGR as OpenCV reads it, got dtype {frame.dtype}")
-        if frame.ndim != 3 or frame.shape[2] != 3:
-            raise ValueError(f"frame must be H x W x 3 (BGR), got shape {frame.shape}")
-        height, width = frame.shape[:2]
-        if self.frame_size is None:
-            self.prepare(width, height)
-        elif self.frame_size != (width, height):
-            raise ValueError(f"frame is {width}x{height} but the engine was prepared for "
-                             f"{self.frame_size[0]}x{self.frame_size[1]}: call prepare() for the new source")
-
     def _fill(self, slot: _Slot, frame: np.ndarray):
         """Resize ``frame`` into the slot's buffers and wrap them as the request's input."""
         import cv2
@@ -355,7 +341,7 @@ class RemoteEngine:
     def infer(self, frame: np.ndarray) -> tuple:
         """Run one frame synchronously; return (heatmaps (19,h,w), pafs (38,h,w)) views valid until the next
         ``infer()``, or ``(None, None)`` when the frame was dropped (server lost, request timed out)."""
-        self._check_frame(frame)
+        check_frame(frame, self)
         slot = self._sync_slot
         if not self._connected.wait(self.reconnect_wait_s):
             self._count_drop()
@@ -385,7 +371,7 @@ class RemoteEngine:
         self._raise_callback_error()
         if self._callback is None:
             raise EngineError("set_callback() must be called before submit()")
-        self._check_frame(frame)
+        check_frame(frame, self)
         slot = self._free.get()
         with self._lock:
             self._pending += 1
