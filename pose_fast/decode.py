@@ -20,6 +20,7 @@ import math
 import os
 import threading
 from numbers import Real
+from types import MappingProxyType
 from typing import Optional
 
 import numpy as np
@@ -181,12 +182,17 @@ class Decoder:
     """
 
     def __init__(self, backend: Optional[str] = None, **params):
-        self.params = _check_params(params)
+        self._params = _check_params(params)
         self.backend = BACKEND if backend is None else backend
         self._module = load_backend(self.backend)
         self._kernels = {}   # (H, W) -> kernel with its work buffers
         self._buffers = {}   # (name, shape) -> float32 C-contiguous conversion buffer
         self._lock = threading.Lock()
+
+    @property
+    def params(self) -> MappingProxyType:
+        """The algorithm parameters (read-only: make another Decoder to change them)."""
+        return MappingProxyType(self._params)
 
     def __repr__(self) -> str:
         changed = {k: v for k, v in self.params.items() if v != DEFAULTS[k]}
@@ -198,7 +204,7 @@ class Decoder:
         if kernel is None:
             if len(self._kernels) >= 4:  # a few sources at most; forget the oldest size
                 self._kernels.pop(next(iter(self._kernels)))
-            kernel = self._module.Kernel(height, width, **self.params)
+            kernel = self._module.Kernel(height, width, **self._params)
             self._kernels[(height, width)] = kernel
         return kernel
 

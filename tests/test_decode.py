@@ -272,7 +272,11 @@ def test_unknown_parameter_and_backend_are_named():
         Decoder(threshold=0.2)
     with pytest.raises(ImportError, match="unknown decoder backend 'fortran'"):
         Decoder("fortran")
-    assert "score_threshold=0.2" in repr(Decoder(score_threshold=0.2))
+    decoder = Decoder(score_threshold=0.2)
+    assert "score_threshold=0.2" in repr(decoder)
+    assert decoder.params["score_threshold"] == 0.2 and decoder.params["max_points"] == 100
+    with pytest.raises(TypeError):
+        decoder.params["score_threshold"] = 0.5  # read-only: kernels are built from them
 
 
 # --- memory ----------------------------------------------------------------------------------------------------
