@@ -263,7 +263,8 @@ def default_video() -> Optional[Path]:
     candidates += [here.parent / "shared" / "videos" / DEFAULT_VIDEO, here / "shared" / "videos" / DEFAULT_VIDEO]
     for path in candidates:
         if path.is_file():
-            return path
+            relative = os.path.relpath(path)
+            return Path(relative) if len(relative) < len(str(path)) else path
     return None
 
 
@@ -603,7 +604,8 @@ def run_bench(video: str, device: str = "CPU", precisions: Sequence[str] = PRECI
         "skipped": skipped,
         "video": {**video_facts, "name": Path(str(video)).name, "distinct_frames": len(distinct)},
         "settings": {"frames": frames, "rounds": rounds, "events_written": EVENTS_WRITTEN if events else 0,
-                     "events_table": EVENTS_TABLE if events else 0},
+                     "events_table": EVENTS_TABLE if events else 0, "device_requested": device,
+                     "precisions_requested": list(dict.fromkeys(precisions))},
         "inference": inference,
         "pipeline": pipeline,
         "decode": decode,
@@ -845,12 +847,21 @@ def render_markdown(report: dict) -> str:
 
 
 def _command(report: dict) -> str:
-    parts = ["pose-fast bench", f"--video-url {report['video']['spec']}", f"--device-name {report['device']}"]
-    parts += [f"--precision {p}" for p in report["precisions"] if p != "server"]
-    parts.append(f"--frames {report['settings']['frames']}")
+    """The command line that measures the same things (default options left out)."""
+    settings = report["settings"]
+    parts = ["pose-fast bench"]
+    if report["video"]["name"] != DEFAULT_VIDEO:
+        parts.append(f"--video-url {report['video']['spec']}")
+    if settings.get("device_requested", report["device"]) != "CPU":
+        parts.append(f"--device-name {settings.get('device_requested', report['device'])}")
+    requested = settings.get("precisions_requested") or report["precisions"]
+    if not report.get("server") and sorted(requested) != sorted(PRECISIONS):
+        parts += [f"--precision {p}" for p in requested]
+    if settings["frames"] != DEFAULT_FRAMES:
+        parts.append(f"--frames {settings['frames']}")
     if report.get("server"):
         parts.append(f"--server {report['server']}")
-    return " ".join(parts)
+    return " ".join(parts) + " --out DIR"
 
 
 def write_plots(report: dict, out: Path) -> List[Path]:
