@@ -842,7 +842,12 @@ def render_markdown(report: dict) -> str:
                 "fps": "Frames per second per precision and mode", "decode": "Decode time per backend"}
     for key, name in report.get("plots", {}).items():
         lines += [f"![{captions.get(key, key)}]({name})", ""]
-    lines += ["## Reproduce", "", "```", _command(report), "```", ""]
+    lines += ["## Reproduce", "",
+              "From the project folder (the default video is `../shared/videos/" + DEFAULT_VIDEO + "`; the model is "
+              "found through `POSE_FAST_MODEL_DIR` or the user cache):", "", "```", _command(report), "```", "",
+              "The pytest-benchmark suites measure the same parts one by one and compare runs: "
+              "`pytest bench --benchmark-autosave`, then `pytest bench --benchmark-compare "
+              "--benchmark-compare-fail=median:15%`.", ""]
     return "\n".join(lines)
 
 
