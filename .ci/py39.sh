@@ -7,7 +7,7 @@
 #
 # Run from the project root (.ci/run calls it after the main job), with POSE_FAST_MODEL_DIR set.
 # The virtual environment is cached outside the work tree, keyed on pyproject.toml, the pins below and the
-# interpreter, under $POSE_FAST_CI_CACHE (default ~/.cache/pose_fast-ci); a fresh machine builds it (~1 min).
+# interpreter, under $POSE_FAST_CI_CACHE (default ~/.cache/pose_fast-ci); a fresh machine builds it (1-2 min).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
