@@ -958,13 +958,17 @@ def write_plots(report: dict, out: Path) -> List[Path]:
     bars = ax.bar(names, means, color=[colors["decode"] if r["name"] != "peer" else "#8172b3" for r in rows])
     ax.errorbar(names, means, yerr=[np.zeros(len(means)), np.maximum(np.subtract(p99, means), 0)], fmt="none",
                 ecolor="#333333", capsize=4, label="p99")
-    ax.bar_label(bars, labels=[f"{m:.2f} ms" for m in means], fontsize=8, padding=2)
+    for x_pos, (m, top) in enumerate(zip(means, p99)):  # above the whisker
+        ax.annotate(f"{m:.3f} ms" if m < 0.1 else f"{m:.2f} ms", (x_pos, max(m, top)), textcoords="offset points",
+                    xytext=(0, 4), ha="center", fontsize=8)
+    del bars
     base = _find(report["inference"], precision=report["primary_precision"], mode="latency")
     if base:
         budget = base["latency_ms"]["p50"] * TARGET_DECODE_SHARE
         ax.axhline(budget, color=colors["latency"], linestyle="--", linewidth=1,
                    label=f"2 % of inference p50 ({budget:.2f} ms)")
     ax.set_yscale("log")
+    ax.set_ylim(top=max(p99 + means + [1e-3]) * 3)
     ax.set_ylabel("ms per frame (p50; whisker to p99), log scale")
     ax.set_title("Decode time per backend", fontsize=11)
     ax.legend(fontsize=8, loc="upper left")
