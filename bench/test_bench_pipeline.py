@@ -18,6 +18,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from pose_fast.engine import Engine
 from pose_fast.frames import open_source
@@ -25,9 +26,6 @@ from pose_fast.pipeline import Pipeline
 
 DEVICE = os.environ.get("POSE_FAST_BENCH_DEVICE", "CPU")
 
-#: Engines live until the process ends. Closing one whose callback was a plain function and letting it go can
-#: abort the interpreter: OpenVINO drops the request callbacks (bound to the Engine) in its own worker thread, and
-#: the compiled model's destructor then joins that same thread ("Resource deadlock avoided").
 _ENGINES = []
 
 
@@ -35,6 +33,13 @@ def _engine(model_xml, **kwargs) -> Engine:
     engine = Engine(model=model_xml, device=DEVICE, **kwargs)
     _ENGINES.append(engine)
     return engine
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _close_engines():
+    yield
+    while _ENGINES:
+        _ENGINES.pop().close()
 
 
 def full_size(request) -> bool:

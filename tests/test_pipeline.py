@@ -38,24 +38,24 @@ class Collect:
         return [r[0] for r in self.results]
 
 
-#: Throughput engines with three requests, whatever the device's optimum (OpenVINO 2022.3 on two cores says 1), so
-#: that frames really overlap and finish out of order. Kept until the process ends (see bench/: closing an engine
-#: whose callbacks OpenVINO releases in its own thread can abort the interpreter).
-_MULTI = {}
-
-
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def multi_engine(model_xml):
+    """Throughput engines with three requests, whatever the device's optimum (OpenVINO 2022.3 on two cores says
+    1), so that frames really overlap and finish out of order."""
     from pose_fast.engine import Engine
 
+    engines = {}
+
     def get(width, height):
-        if (width, height) not in _MULTI:
+        if (width, height) not in engines:
             engine = Engine(model=model_xml, device="CPU", mode="throughput", num_requests=3)
             engine.prepare(width, height)
-            _MULTI[(width, height)] = engine
-        return _MULTI[(width, height)]
+            engines[(width, height)] = engine
+        return engines[(width, height)]
 
-    return get
+    yield get
+    for engine in engines.values():
+        engine.close()
 
 
 def _same_poses(a, b):
