@@ -245,7 +245,7 @@ def _window_id(env, title, deadline):
     return None
 
 
-def test_window_shows_the_overlay_and_q_quits(xvfb, video_path, tmp_path):
+def test_window_shows_the_overlay_space_pauses_and_q_quits(xvfb, video_path, tmp_path):
     video = video_path("store-aisle")
     jsonl = tmp_path / "window.jsonl"
     shot = tmp_path / "window.png"
@@ -261,7 +261,24 @@ def test_window_shows_the_overlay_and_q_quits(xvfb, video_path, tmp_path):
         subprocess.run(["import", "-window", "root", str(shot)], env=xvfb, check=True, timeout=60)
         geometry = subprocess.run(["xdotool", "getwindowgeometry", "--shell", window], env=xvfb, check=True,
                                   capture_output=True, text=True, timeout=30).stdout
-        subprocess.run(["xdotool", "key", "--window", window, "q"], env=xvfb, check=True, timeout=30)
+
+        def key(name):
+            subprocess.run(["xdotool", "key", "--window", window, name], env=xvfb, check=True, timeout=30)
+
+        def lines():
+            return len(jsonl.read_text().splitlines())
+
+        key("space")  # pause: no frame goes further than the window
+        time.sleep(1.0)
+        paused_at = lines()
+        time.sleep(1.5)
+        assert lines() == paused_at, "frames kept coming while paused"
+        key("space")  # resume
+        resume_deadline = time.monotonic() + 60
+        while lines() <= paused_at + 3 and time.monotonic() < resume_deadline:
+            time.sleep(0.2)
+        assert lines() > paused_at + 3, "no frames after resuming"
+        key("q")
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -288,3 +305,20 @@ def test_window_shows_the_overlay_and_q_quits(xvfb, video_path, tmp_path):
     assert 8 <= len(dark_rows) <= 40, dark_rows
     header = shown[dark_rows.min():dark_rows.max() + 1, :200]
     assert (header.min(axis=2) >= 200).sum() >= 20  # the text
+
+
+def test_escape_closes_the_window(xvfb, video_path):
+    proc = subprocess.Popen([sys.executable, "demo.py", "-i", str(video_path("people-walking")), "--no-db", "--loop",
+                             "--input-height", "128"], cwd=ROOT, env=xvfb, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        window = _window_id(xvfb, "pose_fast", time.monotonic() + 120)
+        assert window, "no window appeared"
+        time.sleep(1.0)
+        subprocess.run(["xdotool", "key", "--window", window, "Escape"], env=xvfb, check=True, timeout=30)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "frames in" in out
