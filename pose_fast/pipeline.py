@@ -168,6 +168,7 @@ class Pipeline:
         self.frames_delivered_seq = 0
         self.frames = 0
         self.dropped = 0
+        self.engine_dropped = 0  # frames the engine could not infer (a remote server lost or too slow)
         self.people_total = 0
         self.people_max = 0
         self.last_people = 0
@@ -440,13 +441,16 @@ class Pipeline:
         seq, slot = userdata
         try:
             start = time.perf_counter()
-            if self._user_decoder is not None:
+            if heatmaps is None:  # a remote engine dropped the frame (server lost, request timed out)
+                poses = None
+            elif self._user_decoder is not None:
                 with self._decoder_lock:
                     poses = self._user_decoder(heatmaps, pafs, frame_size=self.source.size)
             else:
                 poses = self._decoder()(heatmaps, pafs, frame_size=self.source.size)
             # own the arrays: a decoder may reuse its buffers, and the tracker may smooth them in place
-            poses = Poses(np.array(poses.keypoints, np.float32), np.array(poses.scores, np.float32))
+            if poses is not None:
+                poses = Poses(np.array(poses.keypoints, np.float32), np.array(poses.scores, np.float32))
             decode_ms = (time.perf_counter() - start) * 1000.0
             entry = (slot, poses, float(infer_ms), decode_ms, None)
         except BaseException as exc:  # noqa: BLE001 - reported by run()
@@ -482,9 +486,16 @@ class Pipeline:
             finally:
                 self.ring.release(slot)
 
-    def _deliver_one(self, seq: int, slot: FrameSlot, poses: Poses, infer_ms: float, decode_ms: float) -> None:
+    def _deliver_one(self, seq: int, slot: FrameSlot, poses: Optional[Poses], infer_ms: float,
+                     decode_ms: float) -> None:
         track_ids = None
-        if self.tracker is not None:
+        status = getattr(self.engine, "status_message", "") or None
+        if poses is None:  # dropped by the engine: shown without people; the tracker skips it (no false exits)
+            self.engine_dropped += 1
+            poses = Poses.empty()
+            labels = np.zeros(0, np.int64)
+            track_ids = None if self.tracker is None else np.zeros(0, np.int64)
+        elif self.tracker is not None:
             track_ids = np.asarray(self.tracker.update(poses, slot.frame_index, slot.timestamp))
             labels = track_ids
         else:
@@ -495,7 +506,8 @@ class Pipeline:
         people = len(poses)
         start = time.perf_counter()
         if self.renderer:
-            self.renderer.draw(slot.array, poses, labels, inference_ms=infer_ms, fps=fps, people=people)
+            self.renderer.draw(slot.array, poses, labels, inference_ms=infer_ms, fps=fps, people=people,
+                               status=status)
         done = time.perf_counter()
         timings = {"capture": slot.capture_ms, "inference": infer_ms, "decode": decode_ms,
                    "render": (done - start) * 1000.0, "latency": (done - slot.captured_at) * 1000.0}
@@ -527,6 +539,7 @@ class Pipeline:
         out = {
             "frames": self.frames,
             "dropped": self.dropped,
+            "engine_dropped": self.engine_dropped,
             "elapsed_s": elapsed,
             "fps": self.frames / elapsed if elapsed > 0 else 0.0,
             "inference_ms": stages["inference"]["mean"],

@@ -75,7 +75,7 @@ class Renderer:
 
     def draw(self, frame: np.ndarray, poses, labels: Optional[Sequence[int]] = None, *,
              inference_ms: Optional[float] = None, fps: Optional[float] = None,
-             people: Optional[int] = None) -> np.ndarray:
+             people: Optional[int] = None, status: Optional[str] = None) -> np.ndarray:
         """Draw ``poses`` on ``frame`` (modified in place and returned).
 
         Parameters
@@ -89,6 +89,8 @@ class Renderer:
             Shown in the header.
         people : int, optional
             People count for the header; default ``len(poses)``.
+        status : str, optional
+            A problem to show first in the header (e.g. the remote engine's ``status_message``).
         """
         if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError("frame must be an H x W x 3 uint8 BGR image")
@@ -117,7 +119,7 @@ class Renderer:
                     self._label(frame, keypoints[p], str(int(labels[p])), size)
         if self.header:
             shown = count if people is None else int(people)
-            parts = []
+            parts = [status] if status else []
             if inference_ms is not None:
                 parts.append(f"inference {inference_ms:.0f} ms")
             if fps is not None:

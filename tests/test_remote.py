@@ -343,3 +343,33 @@ def test_deploy_files_serve_the_model_the_client_expects():
     assert int(re.search(r"^    minReplicas: (\d+)$", manifest, re.M).group(1)) >= 2
     assert re.search(r"^      protocolVersion: grpc-v2$", manifest, re.M)
     assert '--shape={"data":"(1,3,256,-1)"}' in manifest
+
+
+def test_demo_survives_a_server_outage(model_xml, kserve_python, video_path, tmp_path):
+    """Server killed mid-run and restarted: the demo keeps going (frames meanwhile shown without people and
+    counted), logs the loss and the recovery, and finishes normally."""
+    out = tmp_path / "out.jsonl"
+    proc = ServerProcess(model_xml, python=kserve_python).start()
+    demo = subprocess.Popen([sys.executable, str(ROOT / "demo.py"), "--server", proc.url, "--no-show",
+                             "--db", str(tmp_path / "events.db"), "--json", str(out),
+                             "--video-url", str(video_path("store-aisle")), "--loop", "--limit", "80"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and demo.poll() is None and \
+                (not out.exists() or len(out.read_text().splitlines()) < 10):
+            time.sleep(0.2)
+        proc.kill()
+        time.sleep(2.0)  # frames are dropped meanwhile
+        proc = ServerProcess(model_xml, port=proc.port, python=kserve_python).start()
+        _, stderr = demo.communicate(timeout=300)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+        proc.stop()
+    assert demo.returncode == 0, stderr[-2000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 80 and [r["index"] for r in rows] == sorted(r["index"] for r in rows)
+    assert f"inference server 127.0.0.1:{proc.port} lost (" in stderr and " is back after " in stderr
+    assert sum(1 for r in rows if not r["people"]) >= 1
+    assert sum(1 for r in rows[-10:] if r["people"]) >= 5  # people again after the recovery
