@@ -148,7 +148,8 @@ EOF
 
 # The tests import pose_fast from the work tree (pytest puts the project root first on sys.path): give the tree
 # the extension this interpreter just compiled from it, so the tree runs the Cython backend under 3.9 too.
-cp -f "$EXT_SO" "$ROOT/pose_fast/"
+# copy then rename: overwriting a loaded .so in place crashes processes that have it mapped
+cp -f "$EXT_SO" "$ROOT/pose_fast/.ext.tmp" && mv -f "$ROOT/pose_fast/.ext.tmp" "$ROOT/pose_fast/$(basename "$EXT_SO")"
 
 # -- the reference poses from the main environment (newest OpenVINO) ------------------------------------------
 MAIN_PY="${POSE_FAST_MAIN_PYTHON:-$(command -v python || command -v python3)}"  # what .ci/run tested with
