@@ -72,9 +72,11 @@ def _url(host: str, port: int, device: str) -> str:
               help="Model .xml (default: found via POSE_FAST_MODEL_DIR or the model cache).")
 @click.option("--input-height", default=None, type=int,
               help="Network input height, a multiple of 8 (default 256; lower is faster, less accurate).")
+@click.option("--server", default=None, metavar="URL",
+              help="Remote inference server, grpc://host:port[/model] (env POSE_FAST_SERVER; default in-process).")
 @click.option("--threads", default=THREADS, show_default=True, type=click.IntRange(10, 1000),
               help="Server threads; each watching browser holds one (at most threads - 8 viewers).")
-def web(host, port, demo_video, camera, db, device_name, model, input_height, threads):
+def web(host, port, demo_video, camera, db, device_name, model, input_height, server, threads):
     """Serve the live pose view, the camera/demo toggle and /detections.
 
     Open the printed URL in a browser. ?device-name=CPU|GPU|MYRIAD|AUTO picks the inference device; the page
@@ -88,7 +90,7 @@ def web(host, port, demo_video, camera, db, device_name, model, input_height, th
         config["MAX_VIEWERS"] = threads - 8  # the other threads serve the page, /stats and /detections
     for key, value in (("HOST", host), ("PORT", port), ("DEMO_VIDEO", demo_video), ("CAMERA", camera),
                        ("DATABASE", db), ("DEVICE", device_name), ("MODEL", model),
-                       ("INPUT_HEIGHT", input_height)):
+                       ("INPUT_HEIGHT", input_height), ("SERVER", server)):
         if value is not None:
             config[key] = value
     if demo_video is not None:

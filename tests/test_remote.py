@@ -373,3 +373,23 @@ def test_demo_survives_a_server_outage(model_xml, kserve_python, video_path, tmp
     assert f"inference server 127.0.0.1:{proc.port} lost (" in stderr and " is back after " in stderr
     assert sum(1 for r in rows if not r["people"]) >= 1
     assert sum(1 for r in rows[-10:] if r["people"]) >= 5  # people again after the recovery
+
+
+def test_web_app_streams_through_the_server(server, video_path, tmp_path):
+    """`pose-fast web --server`: the page's stream is inferred remotely, unchanged for the browser."""
+    from webapp import create_app
+
+    app = create_app({"SERVER": server.url, "DATABASE": str(tmp_path / "events.db"), "CAMERA": "none",
+                      "DEMO_VIDEO": str(video_path("store-aisle")), "DEVICE": "CPU"})
+    client = app.test_client()
+    response = client.get("/video_feed?source=demo&device-name=CPU", buffered=False)
+    try:
+        assert response.status_code == 200
+        body, chunks, deadline = b"", iter(response.response), time.monotonic() + 60
+        while body.count(b"\xff\xd8") < 3 and time.monotonic() < deadline:
+            body += next(chunks)
+        assert body.count(b"\xff\xd8") >= 3, "three JPEG frames arrive through the remote engine"
+        stats = client.get("/stats?source=demo&device-name=CPU").get_json()
+        assert stats["engine"].startswith(f"remote {server.url}") and stats["error"] is None
+    finally:
+        response.close()
