@@ -41,10 +41,8 @@ def _summary(stats: dict, source, engine_text: str) -> str:
     return "\n".join(lines)
 
 
-def _check_display() -> None:
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        raise UserError("no display for the window (DISPLAY is not set): add --no-show, with --output or --json "
-                        "to keep the results")
+def _has_display() -> bool:
+    return not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 @click.command("demo")
@@ -83,8 +81,10 @@ def demo(device_name, video_url, precision, model, input_height, mode, output, j
 
     if db and no_db:
         raise UserError("--db and --no-db contradict each other: give one")
-    if not no_show:
-        _check_display()
+    if not no_show and not _has_display():
+        click.echo("note: no display (DISPLAY is not set), so no window: running headless; add --output or --json "
+                   "to keep the results", err=True)
+        no_show = True
     try:
         source = open_source(video_url)
     except SourceError as exc:

@@ -169,7 +169,6 @@ def _bad_inputs(tmp_path, video):
         (["-i", video, *quiet, "--json", tmp_path], "is a directory"),
         (["-i", video, *quiet, "--db", tmp_path / "e.db"], "--db and --no-db"),
         (["-i", video, *quiet, "--model", tmp_path / "nope.xml"], "nope.xml"),
-        (["-i", video, "--no-db"], "no display"),
     ]
 
 
@@ -180,6 +179,13 @@ def test_bad_input_is_one_line_and_exit_code_2(env, tmp_path, video_path):
         assert "Traceback" not in proc.stderr, proc.stderr
         errors = [line for line in proc.stderr.splitlines() if line.startswith("Error")]
         assert len(errors) == 1 and message in errors[0], (args, proc.stderr)
+
+
+def test_without_a_display_it_runs_headless(env, video_path):
+    proc = demo(env, "-i", video_path("store-aisle"), "--no-db", "--limit", "3", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "no display (DISPLAY is not set), so no window: running headless" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_limit_must_be_positive(env, video_path):
