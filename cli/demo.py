@@ -126,7 +126,7 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
             total = None  # frames the progress bar counts to: none for cameras, streams, endless loops
             if not source.live:
                 total = limit if loop else min(source.frame_count, limit or source.frame_count)
-            if total:
+            if total and sys.stderr.isatty():  # a bar in a log file is noise
                 bar = stack.enter_context(click.progressbar(length=total, label="frames", file=sys.stderr,
                                                             show_pos=True, show_eta=True))
                 sinks.append(_Progress(bar))
