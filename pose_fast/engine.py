@@ -238,9 +238,12 @@ class Engine:
         except Exception as exc:  # noqa: BLE001
             raise EngineError(f"could not load the model on {self.device} ({_first_line(exc)}); try "
                               f"--device-name CPU") from None
-        self._heat_port = self.compiled.output(HEATMAP_OUTPUT)
-        self._paf_port = self.compiled.output(PAF_OUTPUT)
-        shape = list(self._heat_port.get_shape())
+        # Outputs are addressed by index: a port object that outlives its compiled model (an engine collected
+        # without close()) crashes the process, so none is kept.
+        names = [set(port.get_names()) for port in self.compiled.outputs]
+        self._heat_index = next(i for i, n in enumerate(names) if HEATMAP_OUTPUT in n)
+        self._paf_index = next(i for i, n in enumerate(names) if PAF_OUTPUT in n)
+        shape = list(self.compiled.outputs[self._heat_index].get_shape())
         self.output_size = (int(shape[3]), int(shape[2]))
         self.network_size = (net_w, net_h)
         self.frame_size = (frame_width, frame_height)
@@ -260,8 +263,8 @@ class Engine:
         start = time.perf_counter()
         self._request.infer()
         self.last_infer_ms = (time.perf_counter() - start) * 1000.0
-        return (self._request.get_tensor(self._heat_port).data[0],
-                self._request.get_tensor(self._paf_port).data[0])
+        return (_ov.output_view(self._request, self._heat_index)[0],
+                _ov.output_view(self._request, self._paf_index)[0])
 
     def set_callback(self, callback: ResultCallback) -> None:
         """``callback(heatmaps, pafs, userdata, infer_ms)``, called in an OpenVINO thread after each submit."""
@@ -281,8 +284,8 @@ class Engine:
         infer_ms = (time.perf_counter() - start) * 1000.0
         self.last_infer_ms = infer_ms
         try:
-            self._callback(request.get_tensor(self._heat_port).data[0],
-                           request.get_tensor(self._paf_port).data[0], userdata, infer_ms)
+            self._callback(_ov.output_view(request, self._heat_index)[0],
+                           _ov.output_view(request, self._paf_index)[0], userdata, infer_ms)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the submitting thread
             with self._lock:
                 if self._callback_error is None:
@@ -305,8 +308,6 @@ class Engine:
             self._queue.wait_all()
         self._queue = None
         self._request = None
-        # An output port outliving its compiled model aborts the process at exit (seen with OpenVINO 2026.4).
-        self._heat_port = self._paf_port = None
         self.compiled = None
 
     def __enter__(self):
