@@ -84,6 +84,8 @@ def _check_physical(core: Core, name: str, available: list, have: str) -> None:
     upper = [d.upper() for d in available]
     if name.upper() in upper or (("." not in name) and any(d.startswith(name.upper() + ".") for d in upper)):
         return
+    if family == "GPU" and name.upper() == "GPU.0" and "GPU" in upper:  # a lone GPU is listed as "GPU"
+        return
     raise EngineError(f"device {name} is not available on this machine (it has: {have}); "
                       f"use --device-name {available[0] if available else 'CPU'} or AUTO")
 

@@ -105,6 +105,32 @@ def test_absent_device_is_named(model_xml):
         Engine(model=model_xml, device="MULTI:CPU,GPU")
 
 
+class _CoreListing:
+    """Stands in for ``ov.Core`` where only the device listing matters (this machine has no GPU)."""
+
+    def __init__(self, *devices):
+        self.available_devices = list(devices)
+
+
+@pytest.mark.parametrize("devices, name, accepted", [
+    (("CPU", "GPU"), "GPU.0", True),       # one GPU is listed as "GPU" but answers to "GPU.0" too
+    (("CPU", "GPU"), "GPU.1", False),
+    (("CPU", "GPU.0", "GPU.1"), "GPU", True),
+    (("CPU", "GPU.0", "GPU.1"), "GPU.1", True),
+    (("CPU", "GPU.0", "GPU.1"), "GPU.2", False),
+    (("CPU",), "GPU.0", False),
+])
+def test_gpu_names_follow_the_listing(devices, name, accepted):
+    from pose_fast.engine import validate_device
+
+    core = _CoreListing(*devices)
+    if accepted:
+        assert validate_device(core, name) == name
+    else:
+        with pytest.raises(EngineError, match=f"device {name} is not available on this machine"):
+            validate_device(core, name)
+
+
 def test_virtual_devices_are_accepted(model_xml):
     assert Engine(model=model_xml, device="AUTO", cache_dir="").device == "AUTO"
     assert Engine(model=model_xml, device="AUTO:CPU", cache_dir="").device == "AUTO:CPU"
