@@ -159,8 +159,11 @@ def _fetch_file(source: str, target: Path, progress) -> None:
     if "://" in source and not source.startswith("file://"):
         with urllib.request.urlopen(source, timeout=30) as response:
             length = response.headers.get("Content-Length")
+            total = int(length) if length else None
             with open(target, "wb") as out:
-                _copy_stream(response, out, int(length) if length else None, progress)
+                done = _copy_stream(response, out, total, progress)
+            if total is not None and done != total:  # urllib does not notice a connection closed early
+                raise OSError(f"the connection closed after {done} of {total} bytes")
     else:
         path = Path(source[len("file://"):] if source.startswith("file://") else source)
         with open(path, "rb") as src, open(target, "wb") as out:

@@ -2,6 +2,7 @@
 import functools
 import hashlib
 import http.server
+import io
 import socket
 import subprocess
 import sys
@@ -33,21 +34,28 @@ def _sha256_specs(folder: Path) -> dict:
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
-    corrupt = False
+    corrupt = False    # serve 4 KiB of zeros as the .bin
+    flipped = False    # serve the .bin with one byte changed (right size, wrong checksum)
+    truncated = False  # announce the .bin's full size but close the connection halfway
 
     def log_message(self, *args):
         pass
 
     def send_head(self):
-        if self.corrupt and self.path.endswith(".bin"):
-            body = b"\0" * 4096
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            import io
-
-            return io.BytesIO(body)
-        return super().send_head()
+        if not self.path.endswith(".bin") or not (self.corrupt or self.flipped or self.truncated):
+            return super().send_head()
+        real = Path(self.translate_path(self.path)).read_bytes()
+        if self.corrupt:
+            body = length = b"\0" * 4096
+        elif self.flipped:
+            middle = len(real) // 2
+            body = length = real[:middle] + bytes([real[middle] ^ 0xFF]) + real[middle + 1:]
+        else:
+            body, length = real[:len(real) // 2], real
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(length)))
+        self.end_headers()
+        return io.BytesIO(body)
 
 
 @pytest.fixture
@@ -109,6 +117,22 @@ def test_corrupted_download_is_refused_and_leaves_nothing(model_server, model_xm
         fetch_model("FP16-INT8", source=model_server.base, checksums=_sha256_specs(model_xml.parent))
     leftovers = list((user_cache / MODEL_NAME).rglob("*")) if (user_cache / MODEL_NAME).exists() else []
     assert leftovers == []
+
+
+def test_checksum_mismatch_of_the_right_size_is_refused(model_server, model_xml, user_cache):
+    model_server.handler.flipped = True
+    with pytest.raises(ModelError, match="failed its sha256 check: the download was refused"):
+        fetch_model("FP16-INT8", source=model_server.base, checksums=_sha256_specs(model_xml.parent))
+    assert not (user_cache / MODEL_NAME / "FP16-INT8").exists()
+    assert list((user_cache / MODEL_NAME).iterdir()) == [], "no temporary folder is left"
+
+
+def test_download_cut_short_is_refused(model_server, model_xml, user_cache):
+    # No checksum (as for FP16-INT8): the announced length is what catches a connection closed halfway.
+    model_server.handler.truncated = True
+    with pytest.raises(ModelError, match=r"could not download .*\.bin \(the connection closed after \d+ of \d+ bytes"):
+        fetch_model("FP16-INT8", source=model_server.base)
+    assert list((user_cache / MODEL_NAME).iterdir()) == [], "no temporary folder is left"
 
 
 def test_unverifiable_precision_must_still_be_the_pose_model(model_server, model_xml, user_cache):
