@@ -151,11 +151,14 @@ class Engine:
         Infer requests kept for :meth:`submit`.
     cache_dir : path, optional
         Compiled-model cache; ``""`` disables it. Default :func:`default_cache_dir`.
+    progress : callable, optional
+        ``progress(bytes_done, bytes_total)`` while the model is downloaded (first use only).
     """
 
     def __init__(self, model=None, device: str = "CPU", precision: Optional[str] = None,
                  input_height: int = DEFAULT_INPUT_HEIGHT, mode: str = "latency",
-                 num_requests: Optional[int] = None, cache_dir=None, core: Optional[Core] = None):
+                 num_requests: Optional[int] = None, cache_dir=None, core: Optional[Core] = None,
+                 progress: Optional[Callable[[int, Optional[int]], None]] = None):
         if mode not in MODES:
             raise EngineError(f"unknown mode {mode!r}: use latency or throughput")
         if num_requests is not None and num_requests < 1:
@@ -166,7 +169,7 @@ class Engine:
         self.device = validate_device(self.core, device)
         self.precision = precision or default_precision(self.device)
         try:
-            self.model_path = resolve_model(model, self.precision, self.device)
+            self.model_path = resolve_model(model, self.precision, self.device, progress=progress)
         except ModelError as exc:
             raise EngineError(str(exc)) from None
         self.mode = mode

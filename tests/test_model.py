@@ -177,3 +177,16 @@ def test_fetch_model_command_error_is_one_line(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("Error: could not download")
+
+
+def test_engine_downloads_on_first_use_with_progress(model_server, model_xml, user_cache, monkeypatch):
+    from pose_fast.engine import Engine
+
+    monkeypatch.setitem(model.BASE_URLS, "FP16-INT8", model_server.base)  # the storage, served from shared/
+    seen = []
+    engine = Engine(precision="FP16-INT8", cache_dir="", progress=lambda done, total: seen.append((done, total)))
+    try:
+        assert engine.model_path == user_cache / MODEL_NAME / "FP16-INT8" / f"{MODEL_NAME}.xml"
+    finally:
+        engine.close()
+    assert seen and seen[-1] == (model_xml.with_suffix(".bin").stat().st_size,) * 2
