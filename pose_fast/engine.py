@@ -105,6 +105,10 @@ def _check_myriad(core: Core, available: list, have: str) -> None:
                               "registered): install the OpenVINO 2022.3 runtime archive that includes it (the "
                               "PyPI wheel does not), e.g. the Raspberry Pi archive, and source its setupvars.sh; "
                               f"this machine has: {have}") from None
+        if "load" in str(exc).lower():  # e.g. "Cannot load library 'libopenvino_intel_myriad_plugin.so'"
+            raise EngineError(f"the MYRIAD plugin is registered but does not load ({_first_line(exc)}): source "
+                              "the 2022.3 runtime archive's setupvars.sh in this shell (it sets LD_LIBRARY_PATH) "
+                              f"and install libusb-1.0-0; this machine has: {have}") from None
     raise EngineError("no Neural Compute Stick 2 found (the MYRIAD plugin is installed but sees no stick): attach "
                       "the stick, install the udev rules (install_NCS_udev_rules.sh from the OpenVINO archive) "
                       f"and re-plug it; this machine has: {have}")

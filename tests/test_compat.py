@@ -199,6 +199,59 @@ def test_myriad_inside_a_device_list_gets_the_same_message(model_xml, device):
     assert expected in message and "\n" not in message
 
 
+class _MyriadCore:
+    """Stands in for ``ov.Core`` on OpenVINO 2022.3 without a usable stick; ``error`` is what asking raises."""
+
+    available_devices = ["CPU"]
+
+    def __init__(self, error):
+        self.error = error
+
+    def get_property(self, device, name):
+        if self.error is None:
+            return "Intel Movidius Myriad X VPU"
+        raise RuntimeError(self.error)
+
+
+@pytest.mark.parametrize("error, expected", [
+    # the PyPI wheel (what the Python 3.9 job runs): no plugin at all
+    ('Device with "MYRIAD" name is not registered in the OpenVINO Runtime',
+     ["no MYRIAD plugin", "runtime archive", "setupvars.sh"]),
+    # the archive's plugins.xml lists it, but the library or its dependencies are not found
+    ("Cannot load library 'libopenvino_intel_myriad_plugin.so': libusb-1.0.so.0: cannot open shared object file",
+     ["registered but does not load", "Cannot load library", "setupvars.sh", "libusb"]),
+    # the plugin loads and answers, but no stick is listed
+    (None, ["no Neural Compute Stick 2 found", "attach the stick", "udev rules"]),
+])
+def test_each_myriad_case_on_2022_3_has_its_message(monkeypatch, error, expected):
+    from pose_fast.engine import validate_device
+
+    monkeypatch.setattr(_ov, "HAS_MYRIAD_SUPPORT", True)
+    with pytest.raises(EngineError) as info:
+        validate_device(_MyriadCore(error), "MYRIAD")
+    message = str(info.value)
+    assert "\n" not in message and "this machine has: CPU" in message
+    for part in expected:
+        assert part in message, (part, message)
+
+
+def test_myriad_listed_by_the_plugin_is_accepted(monkeypatch):
+    from pose_fast.engine import validate_device
+
+    monkeypatch.setattr(_ov, "HAS_MYRIAD_SUPPORT", True)
+    core = _MyriadCore(None)
+    core.available_devices = ["CPU", "MYRIAD"]
+    assert validate_device(core, "MYRIAD") == "MYRIAD"
+
+
+def test_myriad_on_openvino_2023_or_newer_names_the_lts(monkeypatch):
+    from pose_fast.engine import validate_device
+
+    monkeypatch.setattr(_ov, "HAS_MYRIAD_SUPPORT", False)
+    with pytest.raises(EngineError, match=r"needs OpenVINO 2022\.3 LTS.*openvino==2022\.3"):
+        validate_device(_MyriadCore(None), "MYRIAD")
+
+
 @pytest.mark.parametrize("device, precision", [
     ("MYRIAD", "FP16"), ("MYRIAD.1.2-ma2480", "FP16"), ("HETERO:MYRIAD,CPU", "FP16"),
     ("CPU", "FP16-INT8"), ("GPU", "FP16-INT8"), ("AUTO", "FP16-INT8"),
