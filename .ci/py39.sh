@@ -72,6 +72,31 @@ log "Python $PY39_VERSION at $PY39"
 POSE_FAST_MODEL_DIR="$(cd "$POSE_FAST_MODEL_DIR" && pwd)" || die "POSE_FAST_MODEL_DIR=$POSE_FAST_MODEL_DIR does not exist"
 export POSE_FAST_MODEL_DIR
 
+# -- the pins are the declared lower bounds -------------------------------------------------------------------
+"$PY39" - pyproject.toml "$OPENVINO_PIN" "${OLDEST_PINS[@]}" <<'EOF' || die "OLDEST_PINS and pyproject.toml's lower bounds differ: raise both together"
+import re
+import sys
+
+
+def parts(version):
+    numbers = [int(x) for x in version.split(".")]
+    while numbers and numbers[-1] == 0:
+        numbers.pop()
+    return numbers
+
+
+text = open(sys.argv[1], encoding="utf-8").read()
+block = re.search(r"^dependencies = \[(.*?)^\]", text, re.S | re.M).group(1)
+bounds = {name.lower(): version for name, version in re.findall(r'"([A-Za-z0-9_.-]+)>=([0-9.]+)', block)}
+pins = dict(pin.lower().split("==") for pin in sys.argv[2:])
+bad = [f"{name}: pyproject >={bounds.get(name)}, pinned {pins.get(name)}" for name in sorted(set(bounds) | set(pins))
+       if name not in bounds or name not in pins
+       or parts(pins[name])[:len(parts(bounds[name]))] != parts(bounds[name])]  # 2022.3 admits 2022.3.2
+if bad:
+    sys.exit("py39: " + "; ".join(bad))
+print(f"py39: the pins are pyproject.toml's {len(bounds)} lower bounds")
+EOF
+
 # -- the cached virtual environment --------------------------------------------------------------------------
 CACHE_ROOT="${POSE_FAST_CI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pose_fast-ci}"
 KEY="$( { cat pyproject.toml; echo "$OPENVINO_PIN ${OLDEST_PINS[*]} ${TEST_DEPS[*]} ${BUILD_DEPS[*]}";
