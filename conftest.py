@@ -21,7 +21,8 @@ VIDEO_FILES = {
 
 def _model_dir() -> Path:
     env = os.environ.get("POSE_FAST_MODEL_DIR")
-    return Path(env) if env else SHARED / "models"
+    # absolute: tests hand it to subprocesses that run in other folders (CI sets ../shared/models)
+    return Path(env).resolve() if env else SHARED / "models"
 
 
 @pytest.fixture(scope="session")
