@@ -12,6 +12,9 @@ Faults:
 * server unreachable, wrong model name or not the pose model at start: :class:`EngineError` with one line;
 * a request that fails or times out is dropped: its callback gets ``heatmaps=None, pafs=None`` (``infer()`` returns
   ``(None, None)``) and :attr:`RemoteEngine.dropped_frames` counts it;
+* a request the server rejects (``INVALID_ARGUMENT``: every next frame would be rejected too) is dropped the same
+  way, and then :class:`EngineError` (one line) is raised by the next ``submit()`` or ``wait_all()`` (by ``infer()``
+  at once), so a pipeline stops with it instead of waiting;
 * server lost mid-stream: :attr:`RemoteEngine.status` becomes ``"reconnecting"`` (with a short
   :attr:`RemoteEngine.status_message` for the overlay; the loss and the recovery are logged as warnings on the
   ``pose_fast.remote`` logger, with the reason and the outage), a background thread probes the server with
@@ -400,16 +403,23 @@ class RemoteEngine:
                 self._succeeded()
                 heatmaps, pafs = self._views(result)
             elif error is not None:
-                self._failed(error)
+                try:
+                    self._failed(error)
+                except EngineError as exc:  # a rejected frame: dropped here, the error stops the next submit()
+                    self._keep_error(exc)
             else:
                 self._count_drop()
             self._callback(heatmaps, pafs, userdata, infer_ms)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the submitting thread
-            with self._lock:
-                if self._callback_error is None:
-                    self._callback_error = exc
+            self._keep_error(exc)
         finally:
             self._release(slot)
+
+    def _keep_error(self, exc: BaseException) -> None:
+        """Remember the first error of a worker thread for :meth:`submit` / :meth:`wait_all` to raise."""
+        with self._lock:
+            if self._callback_error is None:
+                self._callback_error = exc
 
     def _release(self, slot: _Slot) -> None:
         self._free.put(slot)
@@ -443,11 +453,14 @@ class RemoteEngine:
         self._consecutive_timeouts = 0
 
     def _failed(self, exc) -> None:
-        """A request failed: drop its frame; a bad request is a bug (raised), anything else is the server's
-        fault (counted, and the server is marked lost when it is gone or keeps timing out)."""
+        """A request failed: drop its frame (counted). A rejected request (INVALID_ARGUMENT: the model on the
+        server changed, or a client bug) raises :class:`EngineError`, as every next frame would be rejected too;
+        anything else is the server's fault, and the server is marked lost when it is gone or keeps timing out."""
         code = _code(exc)
         if code == "INVALID_ARGUMENT":
-            raise EngineError(f"the server at {self.host}:{self.port} rejected a frame ({_message(exc)})")
+            self._count_drop()
+            raise EngineError(f"the server at {self.host}:{self.port} rejected a frame ({_message(exc)}): check "
+                              f"that --server names the pose model and the server's log")
         with self._lock:
             self.dropped_frames += 1
             lost = code in LOST_CODES

@@ -11,7 +11,8 @@ It binds only 127.0.0.1 and serves gRPC only (no REST port). ``--port 0`` picks 
 compiled and the port is bound it prints ``READY <port>`` on stdout, so a test can wait for that line. SIGTERM stops it.
 
 Besides kserve's own API it answers the model-repository ``RepositoryIndex`` call (the Triton extension of the
-KServe v2 protocol, which kserve lacks), so the client's "the server has: ..." message can be tested for real.
+KServe v2 protocol, which kserve lacks), so the client's "the server has: ..." message can be tested for real. Like
+OpenVINO Model Server and Triton, it rejects an input of the wrong name or shape with ``INVALID_ARGUMENT``.
 """
 from __future__ import annotations
 
@@ -149,6 +150,7 @@ def main(argv=None) -> int:
     import numpy as np
     import openvino as ov
     from grpc import aio
+    from kserve.errors import InvalidInput
     from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
     from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
     from kserve.protocol.grpc.server import GRPCServer
@@ -208,7 +210,18 @@ def main(argv=None) -> int:
             finally:
                 self.requests.put(request)
 
+        def _check(self, tensor) -> None:
+            """Reject a request the model cannot run with INVALID_ARGUMENT, as OVMS and Triton do."""
+            port = self.compiled.inputs[0]
+            want = [d.get_length() if d.is_static else -1 for d in port.get_partial_shape()]
+            shape = [int(d) for d in tensor.shape]
+            if tensor.name != port.get_any_name() or len(shape) != len(want) or \
+                    any(w not in (-1, s) for w, s in zip(want, shape)):
+                raise InvalidInput(f"invalid input {tensor.name} {shape}: the model takes "
+                                   f"{port.get_any_name()} {want}")
+
         async def predict(self, payload, headers=None, response_headers=None):
+            self._check(payload.inputs[0])
             batch = payload.inputs[0].as_numpy()
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)

@@ -232,6 +232,52 @@ def test_a_request_that_times_out_is_dropped_not_waited_for(model_xml, kserve_py
             assert remote.status_message == "server lost, retrying (1 dropped)"
 
 
+def _reject_every_request(remote) -> None:
+    """Send an input the server refuses (INVALID_ARGUMENT), as after the model on the server was swapped."""
+    def fill(slot, frame):
+        data = remote._grpc.InferInput("data", [1, 3, 8, 8], "FP32")
+        data.set_data_from_numpy(np.zeros((1, 3, 8, 8), np.float32))
+        return [data]
+
+    remote._fill = fill
+
+
+def test_a_rejected_request_still_reaches_the_callback_then_raises_one_line(server, read_frames):
+    frames = read_frames("store-aisle", 1)
+    calls = []
+    with RemoteEngine(server.url, num_requests=2) as remote:
+        _reject_every_request(remote)
+        remote.set_callback(lambda heatmaps, pafs, data, infer_ms: calls.append((data, heatmaps, pafs)))
+        remote.submit(frames[0], 7)
+        with pytest.raises(EngineError) as info:
+            remote.wait_all()
+        assert calls == [(7, None, None)]  # the frame completes as a drop: nobody waits for it
+        assert remote.dropped_frames == 1 and remote.status == STATUS_OK
+        remote.wait_all()  # raised once
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"the server at 127.0.0.1:{server.port} rejected a frame (invalid input data ")
+
+
+def test_a_pipeline_stops_with_the_error_when_the_server_rejects_frames(server, video_path):
+    from pose_fast.frames import open_source
+    from pose_fast.pipeline import Pipeline
+
+    source = open_source(str(video_path("store-aisle")))
+    remote = RemoteEngine(server.url)
+    _reject_every_request(remote)
+    pipe = Pipeline(source, remote, mode="latency", renderer=False).start()
+    try:
+        with pytest.raises(EngineError, match="rejected a frame"):
+            pipe.join(timeout=60)  # a hang returns after 60 s without raising
+        stats = pipe.stats()
+        assert stats["stop_reason"] == "error" and stats["engine_dropped"] == 1 and remote.dropped_frames == 1
+    finally:
+        pipe.stop()
+        remote.close()
+        source.close()
+
+
 def test_server_killed_mid_run_and_restarted_client_recovers(model_xml, kserve_python, read_frames, engine_for,
                                                             caplog):
     caplog.set_level(logging.WARNING, logger="pose_fast.remote")
