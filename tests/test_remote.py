@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -419,6 +420,21 @@ def test_demo_survives_a_server_outage(model_xml, kserve_python, video_path, tmp
     assert f"inference server 127.0.0.1:{proc.port} lost (" in stderr and " is back after " in stderr
     assert sum(1 for r in rows if not r["people"]) >= 1
     assert sum(1 for r in rows[-10:] if r["people"]) >= 5  # people again after the recovery
+    # no lost events: the store has them, and every person who entered has a later exit (and no exit without one)
+    db = sqlite3.connect(f"file:{tmp_path / 'events.db'}?mode=ro", uri=True)
+    try:
+        events = db.execute("SELECT kind, person_id FROM events ORDER BY id").fetchall()
+    finally:
+        db.close()
+    entered, exited = [], []
+    for kind, person in events:
+        if kind == "enter":
+            assert person not in entered, events
+            entered.append(person)
+        else:
+            assert person in entered and person not in exited, events
+            exited.append(person)
+    assert entered and sorted(exited) == sorted(entered), events
 
 
 def test_web_app_streams_through_the_server(server, video_path, tmp_path):
@@ -437,5 +453,32 @@ def test_web_app_streams_through_the_server(server, video_path, tmp_path):
         assert body.count(b"\xff\xd8") >= 3, "three JPEG frames arrive through the remote engine"
         stats = client.get("/stats?source=demo&device-name=CPU").get_json()
         assert stats["engine"].startswith(f"remote {server.url}") and stats["error"] is None
+        assert stats["engine_dropped"] == 0
     finally:
         response.close()
+
+
+def test_web_stats_count_the_frames_a_lost_server_dropped(model_xml, kserve_python, video_path, tmp_path):
+    from webapp import create_app
+
+    proc = ServerProcess(model_xml, python=kserve_python).start()
+    app = create_app({"SERVER": proc.url, "DATABASE": str(tmp_path / "events.db"), "CAMERA": "none",
+                      "DEMO_VIDEO": str(video_path("store-aisle")), "DEVICE": "CPU"})
+    client = app.test_client()
+    query = "source=demo&device-name=CPU"
+    response = client.get(f"/video_feed?{query}", buffered=False)
+    try:
+        assert response.status_code == 200
+        assert b"\xff\xd8" in next(iter(response.response))
+        assert client.get(f"/stats?{query}").get_json()["engine_dropped"] == 0
+        proc.kill()
+        deadline = time.monotonic() + 60
+        stats = client.get(f"/stats?{query}").get_json()
+        while stats["engine_dropped"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            stats = client.get(f"/stats?{query}").get_json()
+        assert stats["engine_dropped"] >= 2 and stats["state"] == "running", stats
+    finally:
+        response.close()
+        app.extensions["pose_fast_streams"].close()
+        proc.stop()

@@ -262,6 +262,7 @@ class Stream:
             "engine": self.engine_text,
             "ready_s": None if self.ready_s is None else round(self.ready_s, 3),
             "dropped": self.pipeline.dropped if self.pipeline is not None else 0,
+            "engine_dropped": self.pipeline.engine_dropped if self.pipeline is not None else 0,
         }
 
 
@@ -619,7 +620,7 @@ class StreamManager:
         if stream is None:
             out = {"source": source, "device": device, "state": "idle", "error": None, "fps": 0.0,
                    "inference_ms": 0.0, "people": 0, "viewers": 0, "frames": 0, "frames_watched": 0,
-                   "encodes": 0}
+                   "encodes": 0, "dropped": 0, "engine_dropped": 0}
         else:
             out = stream.stats()
         out["events_error"] = self.events_error

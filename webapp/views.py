@@ -9,7 +9,8 @@
     The latest annotated frame as one JPEG.
 ``GET /stats?source=...&device-name=...``
     JSON: source, device, state (idle, starting, running, stopped, failed), fps, inference_ms, people, viewers,
-    frames, encodes, error.
+    frames, encodes, dropped (camera frames skipped as stale), engine_dropped (frames a remote engine dropped: the
+    server lost or too slow; shown without people), error.
 ``GET /sources``
     JSON: the sources this server offers (with whether the camera opens), the devices, the defaults.
 

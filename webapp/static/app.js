@@ -176,6 +176,7 @@
       setText("stat-viewers", String(s.viewers));
       var parts = [s.state];
       if (s.engine) { parts.push(s.engine); }
+      if (s.engine_dropped) { parts.push(s.engine_dropped + " frames dropped by the engine"); }
       if (s.events_error) { parts.push("events not recorded: " + s.events_error); }
       setText("stat-state", parts.join(" · "));
       if (s.state === "failed" && state.showing) {
