@@ -54,6 +54,17 @@ def _url(host: str, port: int, device: str) -> str:
     return f"http://{shown}:{port}/?device-name={device}"
 
 
+def _check_server(url: str) -> None:
+    """Connect to the inference server once and check its model (as every stream will), then disconnect."""
+    from pose_fast.engine import EngineError
+    from pose_fast.remote import RemoteEngine
+
+    try:
+        RemoteEngine(url).close()
+    except EngineError as exc:
+        raise UserError(str(exc)) from None
+
+
 @click.command("web")
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1, env POSE_FAST_HOST). Anything "
                                            "else exposes the camera to the network.")
@@ -107,6 +118,8 @@ def web(host, port, demo_video, camera, db, device_name, model, input_height, se
     names = manager.device_names()
     if app.config["DEVICE"].upper() not in names:
         raise UserError(f"unknown device {app.config['DEVICE']!r}: this machine has {', '.join(devices)}")
+    if app.config["SERVER"]:
+        _check_server(app.config["SERVER"])
     host, port = app.config["HOST"], app.config["PORT"]
     if not _is_loopback(host):
         click.secho(f"warning: binding {host} exposes the live camera view and the events to the network; "

@@ -219,6 +219,19 @@ def test_cli_unreachable_server_exits_2_with_one_line(video_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("case", ["refused", "wrong model"])
+def test_web_command_checks_the_server_at_start(server, case):
+    url = (f"grpc://127.0.0.1:{free_port()}" if case == "refused" else
+           f"grpc://127.0.0.1:{server.port}/no-such-model")
+    proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "--server", url, "--port", "0", "--camera",
+                           "none"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "serving on" not in proc.stdout and "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    want = "cannot reach the inference server at 127.0.0.1:" if case == "refused" else "has no model 'no-such-model'"
+    assert len(lines) == 1 and want in lines[0], proc.stderr
+
+
 # -- faults mid-stream -----------------------------------------------------------------------------------------------
 def test_a_request_that_times_out_is_dropped_not_waited_for(model_xml, kserve_python, read_frames):
     frames = read_frames("store-aisle", 2)
