@@ -105,47 +105,68 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
     from pose_fast.sinks import JsonlSink, SinkError, VideoSink, WindowSink
     from pose_fast.tracking import Tracker
 
-    expected = (OSError, EngineError, EventStoreError, SinkError, SourceError)
-    terminated = None
-    with contextlib.ExitStack() as stack:
-        try:
-            engine = stack.enter_context(open_engine(server=server, model=model, device=device_name,
-                                                     precision=precision, input_height=input_height, mode=mode))
-            sinks = []
-            if json_path:
-                sinks.append(stack.enter_context(JsonlSink(json_path)))
-            if output:
-                sinks.append(stack.enter_context(VideoSink(output, fps=source.fps)))
-            if not no_show:
-                sinks.append(stack.enter_context(WindowSink(f"pose_fast: {source.spec}")))
-            tracker = None
-            if not no_db:
-                store = stack.enter_context(EventStore(resolve_db_path(db)))
-                recorder = EventRecorder(store, source=source.spec, device=device_name)
-                tracker = Tracker(on_event=recorder.record)
-            total = None  # frames the progress bar counts to: none for cameras, streams, endless loops
-            if not source.live:
-                total = limit if loop else min(source.frame_count, limit or source.frame_count)
-            if total and sys.stderr.isatty():  # a bar in a log file is noise
-                bar = stack.enter_context(click.progressbar(length=total, label="frames", file=sys.stderr,
-                                                            show_pos=True, show_eta=True))
-                sinks.append(_Progress(bar))
-            pipe = Pipeline(source, engine, tracker=tracker, sinks=sinks, mode=mode, limit=limit, loop=loop)
-            engine_text = engine.describe() if hasattr(engine, "describe") else device_name
-            stack.enter_context(exit_on_sigterm())
+    expected = (OSError, EngineError, EventStoreError, SinkError, SourceError,
+                ValueError)  # ValueError: the engine's frame checks, a tracker parameter
+    failures: list = []  # reported as one line (the first), after the summary
+    pipe = interrupted = None
+    engine_text = device_name
+    try:
+        with contextlib.ExitStack() as stack:
             try:
+                engine = stack.enter_context(open_engine(server=server, model=model, device=device_name,
+                                                         precision=precision, input_height=input_height,
+                                                         mode=mode))
+                # left after the sinks and the store: SIGTERM stays handled while they finish their files
+                stack.enter_context(exit_on_sigterm())
+                sinks = []
+                if json_path:
+                    sinks.append(stack.enter_context(JsonlSink(json_path)))
+                if output:
+                    sinks.append(stack.enter_context(VideoSink(output, fps=source.fps)))
+                if not no_show:
+                    sinks.append(stack.enter_context(WindowSink(f"pose_fast: {source.spec}")))
+                tracker = None
+                if not no_db:
+                    store = EventStore(resolve_db_path(db))
+                    stack.callback(_close_store, store, failures)
+                    recorder = EventRecorder(store, source=source.spec, device=device_name)
+                    tracker = Tracker(on_event=recorder.record)
+                total = None  # frames the progress bar counts to: none for cameras, streams, endless loops
+                if not source.live:
+                    total = limit if loop else min(source.frame_count, limit or source.frame_count)
+                if total and sys.stderr.isatty():  # a bar in a log file is noise
+                    bar = stack.enter_context(click.progressbar(length=total, label="frames", file=sys.stderr,
+                                                                show_pos=True, show_eta=True))
+                    sinks.append(_Progress(bar))
+                pipe = Pipeline(source, engine, tracker=tracker, sinks=sinks, mode=mode, limit=limit, loop=loop)
+                if hasattr(engine, "describe"):
+                    engine_text = engine.describe()
                 pipe.run()
-            except KeyboardInterrupt:
-                pass
-            except SystemExit as exc:  # SIGTERM: the summary, then the exit code 143
-                terminated = exc
-        except expected as exc:
-            raise UserError(_one_line(exc)) from None
-        except ValueError as exc:  # the engine's frame checks, a tracker parameter
-            raise UserError(_one_line(exc)) from None
-    click.echo(_summary(pipe.stats(), source, engine_text))
-    if terminated is not None:
-        raise terminated
+            except expected as exc:
+                failures.append(exc)
+    except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM (SystemExit(143)): the summary first
+        if pipe is None:
+            raise
+        interrupted = exc
+    if pipe is not None:
+        click.echo(_summary(pipe.stats(), source, engine_text))
+    if failures:
+        raise UserError(_one_line(failures[0])) from None
+    if isinstance(interrupted, SystemExit):
+        raise interrupted
+
+
+def _close_store(store, failures: list) -> None:
+    """Close the events store (its final commit) and add its failure, if any, to ``failures``."""
+    from pose_fast.events import EventStoreError
+
+    try:
+        store.close()
+    except EventStoreError:
+        pass  # store.error, below
+    finally:  # also when a Ctrl-C held back during the commit is re-raised
+        if store.error is not None:
+            failures.append(store.error)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -143,6 +143,71 @@ def test_default_database(env, video_path):
     assert Path(env["POSE_FAST_DB"]).is_file()
 
 
+# the demo under a file-size limit (RLIMIT_FSIZE): write() past it fails with EFBIG, as on a full disk. Python
+# ignores SIGXFSZ, so the demo sees failed writes, not a signal.
+LIMITED = ("import os, resource, sys; n = int(sys.argv[1]); resource.setrlimit(resource.RLIMIT_FSIZE, (n, n)); "
+           "os.execv(sys.executable, [sys.executable, 'demo.py'] + sys.argv[2:])")
+# a WAL commit of a few events writes 6 pages (the table, 4 indexes, the counts): 32 + 6 * 4120 bytes; the -shm file
+# needs 32768. So this lets the WAL take one commit and refuses the next.
+ONE_COMMIT = 40000
+
+
+def _limited_demo(env, tmp_path, *args):
+    cache = tmp_path / "no-cache"
+    cache.write_text("")  # XDG_CACHE_HOME is a file: no compiled-model cache, the database is all it writes
+    return subprocess.run([sys.executable, "-c", LIMITED, str(ONE_COMMIT), *map(str, args)], cwd=ROOT,
+                          env=dict(env, XDG_CACHE_HOME=str(cache)), capture_output=True, text=True, timeout=300)
+
+
+def _assert_one_line_error(proc, *phrases):
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]
+    assert "frames in" in proc.stdout  # the summary still comes
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_FSIZE as a full disk: Linux")
+def test_a_disk_that_fills_up_during_the_run_is_one_line_and_keeps_the_events_saved(env, video_path, tmp_path):
+    from pose_fast.events import create_or_migrate, read_events
+
+    db = tmp_path / "events.sqlite3"
+    create_or_migrate(db)
+    proc = _limited_demo(env, tmp_path, "-i", video_path("store-aisle"), "--no-show", "--db", db, "--loop",
+                         "--limit", 200, "--input-height", 128)
+    _assert_one_line_error(proc, f"cannot write events to {db}: ", "--db/POSE_FAST_DB", "saved before")
+    saved = int(re.search(r"; (\d+) saved before\)$", proc.stderr.strip()).group(1))
+    assert saved >= 1
+    events, total = read_events(db, limit=100)
+    assert total == saved and [e["id"] for e in events] == list(range(1, saved + 1))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_FSIZE as a full disk: Linux")
+def test_a_final_commit_that_fails_is_one_line_and_keeps_the_events_saved(env, video_path, tmp_path):
+    """A short run whose events all go in the store's last commit, on close, into a WAL that is already full."""
+    import apsw
+
+    from pose_fast.events import EventStore, create_or_migrate, read_events
+
+    db = tmp_path / "events.sqlite3"
+    create_or_migrate(db)
+    keep = apsw.Connection(str(db))  # while it reads, closing a store neither checkpoints nor empties the WAL
+    try:
+        keep.execute("SELECT count(*) FROM events").fetchall()
+        with EventStore(db) as store:  # one commit: the WAL now holds all the limit allows
+            store.add("enter", 1, 0, time.time(), 1, "earlier", "CPU")
+            store.add("exit", 1, 1, time.time(), 0, "earlier", "CPU")
+        proc = _limited_demo(env, tmp_path, "-i", video_path("store-aisle"), "--no-show", "--db", db, "--limit", 3,
+                             "--input-height", 128)
+    finally:
+        keep.close()
+    _assert_one_line_error(proc, f"cannot write events to {db}: ", "0 saved before")
+    events, _ = read_events(db, limit=100)
+    assert [(e["kind"], e["source"]) for e in events] == [("enter", "earlier"), ("exit", "earlier")]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
