@@ -1,6 +1,7 @@
 """The web app on a real waitress server over loopback: concurrent MJPEG readers, a slow one, disconnects, the CLI."""
 from __future__ import annotations
 
+import collections
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from test_webapp import EncodeCounter  # tests/ is on sys.path
 
 from cli.web import make_server
 from webapp import create_app
@@ -128,9 +130,11 @@ def get_json(url):
         return exc.code, json.loads(exc.read())
 
 
-def test_concurrent_readers_and_a_slow_one_all_get_frames_and_the_pipeline_stops_after_the_last(served):
+def test_concurrent_readers_and_a_slow_one_all_get_frames_and_the_pipeline_stops_after_the_last(served,
+                                                                                             monkeypatch):
     base, port, app = served(backlog_bytes=64 * 1024)
     manager = app.extensions["pose_fast_streams"]
+    encoded = EncodeCounter(monkeypatch, lambda: manager.stream("demo", "CPU").broadcaster)
     query = "source=demo&device-name=CPU"
     slow = MjpegReader(port, query, want=12, delay=0.25, rcvbuf=4096)
     fast = [MjpegReader(port, query, want=40) for _ in range(3)]
@@ -151,8 +155,10 @@ def test_concurrent_readers_and_a_slow_one_all_get_frames_and_the_pipeline_stops
     stream = manager.stream("demo", "CPU")
     assert manager.started == 1  # one pipeline for all four
     assert wait_for(lambda: stream.state == "stopped")  # after the last reader left and the grace period
-    b = stream.broadcaster
-    assert b.encodes == b.frames_watched  # one JPEG per frame, whatever the number of readers
+    # one JPEG per frame for the four readers: every frame from the first encoded one to the last exactly once
+    first, last = min(encoded.calls), max(encoded.calls)
+    assert encoded.counts == collections.Counter(range(first, last + 1)) and last - first + 1 >= 40
+    assert stream.broadcaster.seq == len(encoded.calls)
     status, stats = get_json(f"{base}/stats?{query}")
     assert status == 200 and stats["state"] == "stopped" and stats["viewers"] == 0
 

@@ -1,6 +1,7 @@
 """The web app through Flask's test client: configuration, routes, errors, streams on the real model and video."""
 from __future__ import annotations
 
+import collections
 import time
 
 import cv2
@@ -40,6 +41,25 @@ def make_app(tmp_path, model_xml, video_path):
     yield make
     for app in apps:
         app.extensions["pose_fast_streams"].close()
+
+
+class EncodeCounter:
+    """Counts ``cv2.imencode`` calls per frame a broadcaster got: ``counts[n]`` is how often its n-th frame was
+    encoded (the pipeline writes frames one at a time, so ``broadcaster().frames`` names the one being encoded)."""
+
+    def __init__(self, monkeypatch, broadcaster):
+        self.calls = []
+        real = cv2.imencode
+
+        def imencode(*args, **kwargs):
+            self.calls.append(broadcaster().frames)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(cv2, "imencode", imencode)
+
+    @property
+    def counts(self) -> collections.Counter:
+        return collections.Counter(self.calls)
 
 
 def read_parts(response, count):
@@ -182,9 +202,10 @@ def test_a_device_that_cannot_load_the_model_is_a_visible_error(make_app, tmp_pa
 
 
 # -- streams on the real model ---------------------------------------------------------------------------------------
-def test_video_feed_streams_annotated_jpegs_and_stops_after_the_last_viewer(make_app):
+def test_video_feed_streams_annotated_jpegs_and_stops_after_the_last_viewer(make_app, monkeypatch):
     app = make_app()
     manager = app.extensions["pose_fast_streams"]
+    encoded = EncodeCounter(monkeypatch, lambda: manager.stream("demo", "CPU").broadcaster)
     client = app.test_client()
     response = client.get("/video_feed?source=demo&device-name=CPU", buffered=False)
     assert response.status_code == 200
@@ -200,10 +221,13 @@ def test_video_feed_streams_annotated_jpegs_and_stops_after_the_last_viewer(make
     stream = manager.stream("demo", "CPU")
     response.close()  # the browser goes away
     assert stream.viewers == 0  # unsubscribed at once
+    left_at = stream.broadcaster.frames
     assert wait_for(lambda: stream.state == "stopped")
     assert manager.running() == []
-    b = stream.broadcaster
-    assert b.encodes == b.frames_watched <= b.frames  # one encode per watched frame, none unwatched
+    # watched from the first frame: each frame encoded exactly once until the viewer left, none after
+    last = max(encoded.calls)
+    assert encoded.counts == collections.Counter(range(1, last + 1)) and 3 <= last <= left_at
+    assert len(encoded.calls) == stream.broadcaster.encodes
 
 
 def test_an_unread_response_still_unsubscribes_when_closed(make_app):
@@ -285,15 +309,17 @@ def _result(frame, index):
                        timings={}, fps=5.0, inference_ms=100.0, people=0)
 
 
-def test_broadcaster_encodes_once_per_frame_only_while_watched_and_slow_viewers_skip(read_frames):
+def test_broadcaster_encodes_once_per_frame_only_while_watched_and_slow_viewers_skip(read_frames, monkeypatch):
     frames = read_frames("store-aisle", count=6)
     b = MjpegBroadcaster(quality=70)
+    encoded = EncodeCounter(monkeypatch, lambda: b)
     b.write(_result(frames[0], 0))
-    assert b.encodes == 0 and b.jpeg is None  # nobody watches: no encode
+    assert encoded.calls == [] and b.jpeg is None  # nobody watches: no encode
     for _ in range(3):
         b.add_viewer()
     for i, frame in enumerate(frames[1:4], 1):
         b.write(_result(frame, i))
+    assert encoded.calls == [2, 3, 4]  # three viewers, one encode per frame
     assert b.encodes == 3 == b.frames_watched and b.frames == 4
     jpeg, seq = b.wait_newer(0, timeout=0)  # a slow viewer gets the newest frame, skipping the others
     assert seq == 3

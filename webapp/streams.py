@@ -61,9 +61,9 @@ class MjpegBroadcaster:
     frames : int
         Frames the pipeline delivered.
     frames_watched : int
-        Frames delivered while at least one viewer was subscribed (each is encoded exactly once).
+        Frames delivered while at least one viewer was subscribed.
     encodes : int
-        JPEG encodes done (== ``frames_watched``).
+        JPEG encodes done: one per watched frame, whatever the number of viewers (fewer only if one fails).
     """
 
     def __init__(self, quality: int = 80):
@@ -98,6 +98,7 @@ class MjpegBroadcaster:
         self.size = (int(frame.shape[1]), int(frame.shape[0]))
         if not self.viewers:  # nobody watches: no encode (a racy read is fine, the next frame catches up)
             return
+        self.frames_watched += 1
         start = time.perf_counter()
         ok, buf = cv2.imencode(".jpg", frame, self.params)  # the only per-frame copy, done once for everyone
         if not ok:
@@ -105,7 +106,6 @@ class MjpegBroadcaster:
         jpeg = buf.tobytes()
         with self.cond:
             self.encodes += 1
-            self.frames_watched += 1
             self.encode_ms = (time.perf_counter() - start) * 1000.0
             self.jpeg = jpeg
             self.seq += 1
