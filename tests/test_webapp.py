@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import threading
 import time
 
 import cv2
@@ -272,6 +273,70 @@ def test_viewers_beyond_the_limit_get_a_503_and_the_first_keeps_watching(make_ap
     third = client.get("/video_feed?source=demo&device-name=CPU", buffered=False)
     assert third.status_code == 200  # the place is free again
     third.close()
+
+
+@pytest.fixture()
+def slow_release(monkeypatch):
+    """``slow_release(manager)``: its sources (``camera`` is the demo video) close only once ``gate`` is set, like
+    a camera slow to let go; ``opened`` counts open() calls, ``most`` the most sources open at once."""
+    state = {"gate": threading.Event(), "open": 0, "most": 0, "opened": 0}
+    lock = threading.Lock()
+
+    def install(manager):
+        real_open = manager.open_source
+
+        def open_source(name):
+            source = real_open("demo" if name == "camera" else name)
+            real_close = source.close
+
+            def close():
+                state["gate"].wait(60)
+                with lock:
+                    state["open"] -= 1
+                real_close()
+
+            source.close = close
+            with lock:
+                state["opened"] += 1
+                state["open"] += 1
+                state["most"] = max(state["most"], state["open"])
+            return source
+
+        monkeypatch.setattr(manager, "open_source", open_source)
+        return state
+
+    yield install
+    state["gate"].set()
+
+
+def test_a_new_stream_waits_until_the_stopping_one_has_closed_its_source(make_app, slow_release):
+    manager = make_app(STREAM_GRACE=0).extensions["pose_fast_streams"]
+    held = slow_release(manager)
+    sub = manager.subscribe("demo", "CPU")
+    old = sub.stream
+    sub.close()  # no grace: stopping at once, but its source stays open until the gate opens
+    assert wait_for(lambda: old.state == "stopped") and not old.released.is_set()
+    again = manager.subscribe("demo", "CPU", wait=False)
+    assert again.stream is not old
+    assert not wait_for(lambda: held["opened"] > 1, timeout=2)  # it waits instead of opening a second time
+    held["gate"].set()
+    assert again.stream.wait_ready(120) and again.stream.state == "running"
+    assert old.released.is_set() and held["most"] == 1
+    again.close()
+
+
+def test_a_stopping_camera_stream_counts_as_available_without_opening_it_again(make_app, slow_release):
+    manager = make_app(STREAM_GRACE=0).extensions["pose_fast_streams"]
+    held = slow_release(manager)
+    sub = manager.subscribe("camera", "CPU")
+    stream = sub.stream
+    sub.close()
+    assert wait_for(lambda: stream.state == "stopped") and not stream.released.is_set()
+    assert manager.camera_available(max_age=0) == (True, None)
+    assert held["opened"] == 1  # the probe did not open the camera a second time
+    held["gate"].set()
+    assert wait_for(stream.released.is_set)
+    manager.close()
 
 
 def test_snapshot_is_the_latest_frame(make_app):

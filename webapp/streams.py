@@ -13,7 +13,9 @@
   viewers, and only while at least one watches. Viewers wait on a condition for a frame newer than the last they
   sent; a slow viewer skips frames and never holds up the pipeline or the other viewers.
 - Everything runs in this process, in threads: an OpenVINO device (an NCS2 above all) cannot be shared between
-  processes.
+  processes. A stream that is stopping still holds its source and engine until its thread closes them; a new stream
+  on the same source or device waits for that (up to ``RELEASE_TIMEOUT``), so a camera or an NCS2 is not opened
+  twice.
 """
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ __all__ = ["MjpegBroadcaster", "Stream", "StreamManager", "Subscription", "Strea
 SOURCES = ("camera", "demo")
 BOUNDARY = "frame"
 _WAIT = 0.25  # s: how often a waiting viewer checks that its connection and its stream are still alive
+#: s a new stream waits for a stopping one to close the same source or device (a remote request ends within 10 s).
+RELEASE_TIMEOUT = 15.0
 
 
 class StreamError(RuntimeError):
@@ -159,6 +163,8 @@ class Stream:
         self.stopped_at: Optional[float] = None
         self.engine_text = ""
         self.pipeline = None
+        self.released = threading.Event()  # set once this stream's thread has closed its source and engine
+        self.blockers: List[Stream] = []  # stopping streams on the same source or device, waited for before opening
         self._ready = threading.Event()
         self._stop = threading.Event()
         self._stop_timer: Optional[threading.Timer] = None
@@ -200,7 +206,10 @@ class Stream:
 
         source = engine = None
         try:
+            self._wait_for_release()
             try:
+                if self._stop.is_set():
+                    return
                 source = self.manager.open_source(self.source)
                 if self._stop.is_set():
                     return
@@ -238,8 +247,21 @@ class Stream:
                         thing.close()
                     except Exception:  # noqa: BLE001
                         pass
+            self.released.set()
             self._ready.set()
             self.manager._ended(self)
+
+    def _wait_for_release(self) -> None:
+        """Wait until the stopping streams on this source or device have closed them (a camera or an NCS2 opens
+        once), at most ``RELEASE_TIMEOUT`` s; then open anyway (a failure to open reaches the page)."""
+        deadline = time.monotonic() + RELEASE_TIMEOUT
+        for old in self.blockers:
+            while not old.released.wait(_WAIT) and not self._stop.is_set():
+                if time.monotonic() > deadline:
+                    log.warning("stream %s on %s still holds its source or engine after %g s; opening anyway",
+                                old.source, old.device, RELEASE_TIMEOUT)
+                    break
+        self.blockers = []
 
     # -- numbers -----------------------------------------------------------------------------------------------
     def stats(self) -> dict:
@@ -383,6 +405,7 @@ class StreamManager:
         self._lock = threading.Lock()
         self._streams: Dict[Tuple[str, str], Stream] = {}
         self._last: Dict[Tuple[str, str], Stream] = {}  # the latest stream per key, also once ended
+        self._holding: List[Stream] = []  # streams whose thread has not yet closed its source and engine
         self._core = None
         self._devices: Optional[List[str]] = None
         self._store = None
@@ -447,8 +470,8 @@ class StreamManager:
         if self.camera is None:
             return False, "no camera is configured on this server"
         with self._lock:
-            for stream in self._streams.values():
-                if stream.source == "camera" and stream.alive:  # never open the camera twice
+            for stream in self._holding:  # running, or stopping and still holding it: never open the camera twice
+                if stream.source == "camera" and stream.state != "failed":
                     return True, None
         with self._probe_lock:
             at, ok, error = self._camera_probe
@@ -553,6 +576,9 @@ class StreamManager:
             stream = self._streams.get(key)
             if stream is None or not stream.alive:
                 stream = Stream(self, source, device)
+                stream.blockers = [old for old in self._holding if (old.source == source or old.device == device)
+                                   and not (old.alive and self._streams.get(old.key) is old)]
+                self._holding.append(stream)
                 self._streams[key] = self._last[key] = stream
                 self.started += 1
                 stream.start()
@@ -604,6 +630,8 @@ class StreamManager:
         with self._lock:
             if self._streams.get(stream.key) is stream:
                 del self._streams[stream.key]
+            if stream in self._holding:
+                self._holding.remove(stream)
 
     # -- looking ---------------------------------------------------------------------------------------------------
     def stream(self, source: str, device: str) -> Optional[Stream]:
@@ -631,12 +659,12 @@ class StreamManager:
 
     # -- shutting down ---------------------------------------------------------------------------------------------
     def close(self, timeout: float = 10.0) -> None:
-        """Stop every stream and commit the recorded events."""
+        """Stop every stream, wait for them (and those already stopping) to close, commit the recorded events."""
         with self._lock:
             self._closed = True
-            streams = list(self._streams.values())
-            for stream in streams:
+            for stream in list(self._streams.values()):
                 self._stop_stream(stream)
+            streams = list(self._holding)
         for stream in streams:
             stream.join(timeout)
         store, self._store = self._store, None
