@@ -347,6 +347,27 @@ def test_snapshot_is_the_latest_frame(make_app):
     assert image.shape == (270, 480, 3)
 
 
+def test_after_nobody_watched_a_new_viewer_and_a_snapshot_get_a_new_frame_not_the_cached_one(make_app):
+    app = make_app(STREAM_GRACE=60)
+    manager = app.extensions["pose_fast_streams"]
+    client = app.test_client()
+    query = "source=demo&device-name=CPU"
+    first = client.get(f"/video_feed?{query}", buffered=False)
+    read_parts(first, 1)
+    first.close()  # nobody watches: the stream runs on (grace) but encodes nothing
+    b = manager.stream("demo", "CPU").broadcaster
+    stale, stale_seq, frames = b.jpeg, b.seq, b.frames
+    assert wait_for(lambda: b.frames >= frames + 3)
+    assert b.seq == stale_seq  # the cached JPEG is now frames old
+    snapshot = client.get(f"/snapshot.jpg?{query}")
+    assert snapshot.status_code == 200 and snapshot.data != stale and b.seq > stale_seq
+    frames, seq = b.frames, b.seq
+    assert wait_for(lambda: b.frames >= frames + 3) and b.seq == seq
+    with manager.subscribe("demo", "CPU") as viewer:
+        jpeg = next(viewer.frames())
+        assert viewer.sequence > seq and jpeg != b"" and manager.started == 1
+
+
 def test_events_of_web_streams_reach_detections(make_app):
     app = make_app()
     manager = app.extensions["pose_fast_streams"]
@@ -391,5 +412,16 @@ def test_broadcaster_encodes_once_per_frame_only_while_watched_and_slow_viewers_
     decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert np.abs(decoded.astype(int) - frames[3]).mean() < 8
     assert b.wait_newer(seq, timeout=0) == (None, seq)  # nothing newer yet
+    assert b.wait_newer(b.start_seq(), timeout=0) == (jpeg, 3)  # a new viewer gets the current JPEG at once
+    for _ in range(3):
+        b.remove_viewer()
+    b.write(_result(frames[4], 4))  # unwatched: the cached JPEG is now stale
+    b.add_viewer()
+    start = b.start_seq()
+    assert b.wait_newer(start, timeout=0) == (None, start)  # a new viewer does not get it: it waits
+    b.write(_result(frames[5], 5))
+    jpeg, seq = b.wait_newer(start, timeout=0)
+    decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert seq == 4 and np.abs(decoded.astype(int) - frames[5]).mean() < 8
     with pytest.raises(ValueError, match="quality"):
         MjpegBroadcaster(quality=0)

@@ -11,7 +11,9 @@
   (a reload or a quick switch back does not recompile the model).
 - :class:`MjpegBroadcaster` is a pipeline sink: it JPEG-encodes each annotated frame once, whatever the number of
   viewers, and only while at least one watches. Viewers wait on a condition for a frame newer than the last they
-  sent; a slow viewer skips frames and never holds up the pipeline or the other viewers.
+  sent; a slow viewer skips frames and never holds up the pipeline or the other viewers. A new viewer (or a
+  snapshot) gets the cached JPEG only if it shows the newest frame; after a spell with nobody watching it waits for
+  the next frame (the annotated frame lives in a ring slot that is reused, so it cannot be encoded later).
 - Everything runs in this process, in threads: an OpenVINO device (an NCS2 above all) cannot be shared between
   processes. A stream that is stopping still holds its source and engine until its thread closes them; a new stream
   on the same source or device waits for that (up to ``RELEASE_TIMEOUT``), so a camera or an NCS2 is not opened
@@ -78,6 +80,7 @@ class MjpegBroadcaster:
         self.viewers = 0
         self.jpeg: Optional[bytes] = None
         self.seq = 0  # number of the latest encoded frame (increases by one per encode)
+        self.jpeg_frame = 0  # the value of ``frames`` when ``jpeg`` was encoded: current if still equal
         self.frames = 0
         self.frames_watched = 0
         self.encodes = 0
@@ -93,6 +96,7 @@ class MjpegBroadcaster:
     # -- sink side (the pipeline's delivery thread) ------------------------------------------------------------
     def write(self, result) -> None:
         self.frames += 1
+        number = self.frames
         self.fps = float(result.fps)
         self.inference_ms = float(result.inference_ms)
         self.people = int(result.people)
@@ -112,6 +116,7 @@ class MjpegBroadcaster:
             self.encodes += 1
             self.encode_ms = (time.perf_counter() - start) * 1000.0
             self.jpeg = jpeg
+            self.jpeg_frame = number
             self.seq += 1
             self.cond.notify_all()
 
@@ -135,6 +140,13 @@ class MjpegBroadcaster:
         with self.cond:
             self.viewers = max(0, self.viewers - 1)
             self.cond.notify_all()
+
+    def start_seq(self) -> int:
+        """Where a new viewer starts: before the latest JPEG if it shows the newest delivered frame, else after it
+        (a JPEG left from before nobody watched is stale: wait for the next one)."""
+        with self.cond:
+            current = self.jpeg is not None and self.jpeg_frame == self.frames
+            return self.seq - 1 if current else self.seq
 
     def wait_newer(self, seq: int, timeout: float) -> Tuple[Optional[bytes], int]:
         """The latest JPEG if it is newer than ``seq`` (waiting up to ``timeout`` s for one), else (None, seq)."""
@@ -303,7 +315,7 @@ class Subscription:
         """JPEG frames as they come: each newer than the last one given; ends when the stream ends or
         ``disconnected()`` says the client has gone."""
         b = self.stream.broadcaster
-        seq = 0
+        seq = b.start_seq()
         try:
             while not self._closed:
                 jpeg, seq = b.wait_newer(seq, _WAIT)
@@ -320,12 +332,14 @@ class Subscription:
             self.close()
 
     def latest(self, timeout: float) -> Optional[bytes]:
-        """The newest JPEG, waiting up to ``timeout`` s for the first one."""
+        """The JPEG of the newest frame: the cached one if current, else the next one encoded (waiting up to
+        ``timeout`` s)."""
         b = self.stream.broadcaster
         deadline = time.monotonic() + timeout
-        jpeg, _ = b.wait_newer(0, 0)
+        start = b.start_seq()
+        jpeg, _ = b.wait_newer(start, 0)
         while jpeg is None and self.stream.alive and time.monotonic() < deadline:
-            jpeg, _ = b.wait_newer(0, min(_WAIT, max(0.0, deadline - time.monotonic())))
+            jpeg, _ = b.wait_newer(start, min(_WAIT, max(0.0, deadline - time.monotonic())))
         return jpeg
 
     def close(self) -> None:

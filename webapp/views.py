@@ -6,7 +6,7 @@
     ``multipart/x-mixed-replace`` MJPEG of the annotated stream. Starts the stream for its first viewer; a 503
     with a JSON error when the source or the device cannot start.
 ``GET /snapshot.jpg?source=...&device-name=...``
-    The latest annotated frame as one JPEG.
+    The current annotated frame as one JPEG (after a spell with nobody watching, the next frame: never a stale one).
 ``GET /stats?source=...&device-name=...``
     JSON: source, device, state (idle, starting, running, stopped, failed), fps, inference_ms, people, viewers,
     frames, encodes, dropped (camera frames skipped as stale), engine_dropped (frames a remote engine dropped: the
