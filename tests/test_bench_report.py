@@ -2,7 +2,8 @@
 
 The run is real (the model, the video, every decoder backend, the pipeline, a temporary events database), only
 short (``--frames 4``). The checks recompute every ratio and target from the raw numbers in report.json, compare
-report.md's tables with report.json, and read the PNGs back. No timing is asserted.
+report.md's tables with report.json, and read the PNGs back. No timing is asserted. With ``--server`` the same
+against the KServe test server, with the concurrent-streams table.
 """
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ PLOTS = ("stages.png", "latency_hist.png", "fps.png", "decode.png")
 
 def run_bench(args, model_dir, cwd, timeout=600):
     """``pose-fast bench ARGS`` in a fresh interpreter (the installed command's entry point, cli.main:cli)."""
-    env = dict(os.environ, POSE_FAST_MODEL_DIR=str(model_dir), PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
+    # absolute: the command runs in another folder, and POSE_FAST_MODEL_DIR may be relative (../shared/models)
+    env = dict(os.environ, POSE_FAST_MODEL_DIR=str(Path(model_dir).resolve()), PYTHONPATH=str(ROOT),
+               MPLBACKEND="Agg")
     code = "import sys; from cli.main import cli; sys.exit(cli(prog_name='pose-fast'))"
     return subprocess.run([sys.executable, "-c", code, "bench", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
@@ -42,6 +45,17 @@ def bench_run(tmp_path_factory, model_dir, video_path):
 
 def close(a, b, rel=1e-9):
     return math.isclose(a, b, rel_tol=rel, abs_tol=1e-12)
+
+
+def shown(target):
+    """(measured, needed) as report.md and the command must show a target, by its unit."""
+    value, threshold, unit = target["value"], target["threshold"], target["unit"]
+    if unit == "ms":
+        return ("n/a" if value is None else f"{value:,.3f} ms"), f"{target['op']} {threshold:g} ms"
+    if unit == "times":
+        return ("n/a" if value is None else f"{value:.1f}×"), f"{target['op']} {threshold:g}×"
+    assert unit == "share", unit
+    return ("n/a" if value is None else f"{value * 100:.1f} %"), f"{target['op']} {threshold * 100:.0f} %"
 
 
 def test_files_and_plots(bench_run):
@@ -133,6 +147,62 @@ def test_decoders(bench_run):
     for row in dec["backends"]:
         assert row["n"] == dec["calls_per_backend"] == len(row["samples"]) >= FRAMES
         assert 0 < row["min"] <= row["p50"] <= row["p99"] <= row["max"]
+    if "peer" in names:  # the peer as the notebook runs it, and its two parts timed apart
+        assert [part["name"] for part in dec["peer_parts"]] == ["nms", "grouping"]
+        for part in dec["peer_parts"]:
+            assert part["n"] == dec["calls_per_backend"] == len(part["samples"])
+            assert 0 < part["min"] <= part["p50"] <= part["p99"] <= part["max"]
+    else:
+        assert dec["peer_parts"] == []
+
+
+def test_crowd_scene(bench_run):
+    """The 10-person scene: real outputs of the video side by side; every decoder finds the same people."""
+    from pose_fast.benchreport import CROWD_GAP, CROWD_PEOPLE
+    from pose_fast.decode import available_backends
+
+    _, report, _, _ = bench_run
+    dec = report["decode"]
+    crowd = dec["crowd"]
+    tiles = len(crowd["frames"])
+    assert all(0 <= i < dec["frames"] for i in crowd["frames"]) and crowd["frames"] == sorted(crowd["frames"])
+    assert crowd["gap"] == CROWD_GAP
+    assert crowd["heatmap_size"] == [tiles * 57 + (tiles - 1) * CROWD_GAP, 32]
+    assert crowd["frame_size"] == [round(480 * crowd["heatmap_size"][0] / 57), 270]
+    assert sum(crowd["people_per_frame"]) >= CROWD_PEOPLE and min(crowd["people_per_frame"]) >= 1
+    names = [row["name"] for row in crowd["backends"]]
+    assert names == [row["name"] for row in dec["backends"]]
+    assert names[:len(available_backends())] == list(available_backends())
+    for row in crowd["backends"]:  # each tile decodes as it did alone: the scene holds what the report says
+        assert row["people"] == sum(crowd["people_per_frame"]), (row["name"], row["people"])
+        assert row["n"] == crowd["calls_per_backend"] == len(row["samples"]) >= FRAMES
+        assert 0 < row["min"] <= row["p50"] <= row["p99"] <= row["max"]
+    counts = [str(n) for n in crowd["people_per_frame"]]
+    assert " + ".join(counts) in crowd["scene"] and all(f"#{i}" in crowd["scene"] for i in crowd["frames"])
+
+
+def test_numba_first_call(bench_run):
+    """numba's first call: in this process (compiled, or loaded from its cache) and from an empty cache."""
+    from pose_fast.decode import available_backends
+
+    out, report, _, _ = bench_run
+    numba = report["decode"]["numba_first_call"]
+    if "numba" not in available_backends():
+        assert numba == {"this_process": None, "fresh_process": None}
+        return
+    fresh, here = numba["fresh_process"], numba["this_process"]
+    assert "error" not in fresh, fresh
+    # an empty cache cannot hit: everything is compiled
+    assert fresh["first_call_s"] > 0 and fresh["how"] == "compiled"
+    assert fresh["cache_misses"] >= 1 and fresh["cache_hits"] == 0
+    assert here["first_call_s"] > 0 and here["second_call_ms"] > 0 and here["cache_dir"]
+    expected = "compiled" if here["cache_misses"] else "loaded from cache" if here["cache_hits"] else None
+    assert here["how"] in (expected, "already compiled"), here
+    md = (out / "report.md").read_text(encoding="utf-8").split("### numba's first call")[1].split("## Pipeline")[0]
+    assert f"**{fresh['first_call_s']:,.2f} s**" in md and "empty folder" in md
+    assert f"{here['first_call_s']:,.2f} s, " in md
+    assert ("(cache hit)" in md) is (here["how"] == "loaded from cache")
+    assert ("(cache miss)" in md) is (here["how"] == "compiled")
 
 
 def test_ratios_and_targets_follow_from_the_raw_numbers(bench_run):
@@ -160,12 +230,32 @@ def test_ratios_and_targets_follow_from_the_raw_numbers(bench_run):
         target = targets[f"pipeline FPS / inference-only FPS ({key})"]
         assert target["threshold"] == 0.90 and close(target["value"], ratios["pipeline_over_inference"][key])
         assert target["passed"] is (target["value"] >= 0.90)
-    decode = [t for t in report["targets"] if t["name"].startswith("Cython decode")]
-    assert len(decode) == 1 and decode[0]["threshold"] == 0.02
+    decode = [t for t in report["targets"] if t["name"].startswith("Cython decode / inference")]
+    assert len(decode) == 1 and decode[0]["threshold"] == 0.02 and decode[0]["unit"] == "share"
     if "cython" in backends:
         assert close(decode[0]["value"], ratios["decode_over_inference"]["cython"])
         assert decode[0]["passed"] is (decode[0]["value"] <= 0.02)
-    assert len(report["targets"]) == len(throughput) + 1
+    for part in report["decode"]["peer_parts"]:
+        assert close(ratios["peer_part_over_cython"][part["name"]], part["p50"] / backends["cython"]["p50"])
+    crowd = {row["name"]: row for row in report["decode"]["crowd"]["backends"]}
+    for name, row in crowd.items():
+        assert close(ratios["crowd_backend_over_cython"][name], row["p50"] / crowd["cython"]["p50"])
+
+    people = crowd["cython"]["people"] if "cython" in crowd else 10
+    target = targets[f"Cython decode time, {people}-person scene (p50 ms)"]
+    assert target["threshold"] == 0.5 and target["op"] == "<=" and target["unit"] == "ms"
+    if "cython" in crowd:
+        assert target["value"] == crowd["cython"]["p50"] and target["passed"] is (target["value"] <= 0.5)
+    else:
+        assert target["value"] is None and target["passed"] is False
+    target = targets["peer decoder as the notebook runs it (NMS + grouping) / Cython decode time (p50)"]
+    assert target["threshold"] == 20 and target["op"] == ">=" and target["unit"] == "times"
+    if "cython" in backends and "peer" in backends:
+        assert close(target["value"], backends["peer"]["p50"] / backends["cython"]["p50"])
+        assert target["passed"] is (target["value"] >= 20)
+    else:
+        assert target["value"] is None and target["passed"] is False and target["note"]
+    assert len(report["targets"]) == len(throughput) + 3
 
 
 def test_events_numbers(bench_run):
@@ -182,7 +272,8 @@ def test_markdown_matches_the_json(bench_run):
     out, report, result, _ = bench_run
     md = (out / "report.md").read_text(encoding="utf-8")
     for heading in ("# pose_fast benchmark report", "## Headline", "## Targets", "## Inference only",
-                    "## Decoding", "## Pipeline", "## Event store and /detections", "## Plots", "## Reproduce"):
+                    "## Decoding", "### A 10-person scene", "### numba's first call", "## Pipeline",
+                    "## Event store and /detections", "## Plots", "## Reproduce"):
         assert f"\n{heading}\n" in f"\n{md}", heading
     m = report["machine"]
     for text in (report["date"], m["cpu"], f"{m['logical_cpus']} logical CPUs", f"OpenVINO:** {report['openvino']}",
@@ -197,18 +288,37 @@ def test_markdown_matches_the_json(bench_run):
                f"{ratios[key] * 100:.0f} % |")
         assert row in headline, row
         assert row in result.stdout  # the command prints the same headline
+    assert "## Remote streams" not in md and report["streams"] is None  # only with --server
+    check_targets(md, report, result.stdout)
+    decoding = md.split("## Decoding")[1].split("### A 10-person scene")[0]
+    for row in report["decode"]["backends"]:
+        assert f"| {row['mean']:,.3f} | {row['p50']:,.3f} | {row['p99']:,.3f} |" in decoding, row["name"]
+    assert ("| peer decoder (NMS + grouping) |" in decoding) is any(
+        row["name"] == "peer" for row in report["decode"]["backends"])
+    parts = {"nms": "↳ peer part: the notebook's 3×3 max-pool NMS", "grouping": "↳ peer part: OpenPoseDecoder grouping"}
+    for part in report["decode"]["peer_parts"]:
+        assert (f"| {parts[part['name']]} | {part['mean']:,.3f} | {part['p50']:,.3f} | {part['p99']:,.3f} | "
+                f"{report['ratios']['peer_part_over_cython'][part['name']]:.1f}× |") in decoding, part["name"]
+    crowd = report["decode"]["crowd"]
+    section = md.split("### A 10-person scene")[1].split("### numba's first call")[0]
+    assert crowd["scene"] in section
+    for row in crowd["backends"]:
+        assert (f"| {row['mean']:,.3f} | {row['p50']:,.3f} | {row['p99']:,.3f} | "
+                f"{report['ratios']['crowd_backend_over_cython'][row['name']]:.1f}× | {row['people']} |") in section
+    for name in PLOTS:
+        assert f"]({name})" in md
+
+
+def check_targets(md, report, stdout):
+    """Every target in report.md's Targets table and in the command's output, formatted by its unit."""
     targets = md.split("## Targets")[1].split("## Inference only")[0]
     for target in report["targets"]:
         line = next(line for line in targets.splitlines() if line.startswith(f"| {target['name']} |"))
-        assert ("✅ pass" if target["passed"] else "❌ fail") in line
-        if target["value"] is not None:
-            assert f"{target['value'] * 100:.1f} %" in line
-        assert ("PASS" if target["passed"] else "FAIL") + f"  {target['name']}" in result.stdout
-    decoding = md.split("## Decoding")[1].split("## Pipeline")[0]
-    for row in report["decode"]["backends"]:
-        assert f"| {row['mean']:,.3f} | {row['p50']:,.3f} | {row['p99']:,.3f} |" in decoding, row["name"]
-    for name in PLOTS:
-        assert f"]({name})" in md
+        measured, needed = shown(target)
+        assert line.startswith(f"| {target['name']} | {measured} | {needed} | "
+                               + ("✅ pass" if target["passed"] else "❌ fail")), (line, measured, needed)
+        assert (("PASS" if target["passed"] else "FAIL") + f"  {target['name']}: {measured} (needs {needed})"
+                in stdout), target["name"]
 
 
 @pytest.mark.parametrize("case", ["missing", "not-a-video", "out-is-a-file", "no-such-device"])
@@ -256,3 +366,61 @@ def test_server_option_measures_the_remote_engine(tmp_path, model_dir, model_xml
     assert all(r["frames"] == 2 for r in report["pipeline"])
     md = (out / "report.md").read_text(encoding="utf-8")
     assert f"remote {server.url}" in md and "RemoteEngine" in md
+    from pose_fast.benchreport import find_model
+
+    local = next(p for p in ("FP32", "FP16", "FP16-INT8") if find_model(p, model_dir))  # the first found locally
+    check_streams(report, md, result.stdout, frames=2, local=local)
+
+
+def check_streams(report, md, stdout, frames, local):
+    """The concurrent-streams table: rows, fields, the two targets recomputed from the raw numbers, report.md."""
+    from pose_fast.benchreport import REQUESTS_PER_STREAM, STREAMS, TARGET_REMOTE_FOUR_STREAMS, TARGET_REMOTE_ONE_STREAM
+
+    streams = report["streams"]
+    assert streams["server"] == report["server"] and streams["frames_per_stream"] == frames
+    assert streams["requests_per_stream"] == REQUESTS_PER_STREAM == 4 and STREAMS == (1, 2, 4)
+    assert streams["server_alone_requests"] == 4 * REQUESTS_PER_STREAM
+    assert streams["local_precision"] == local and streams["local_skipped"] == ""
+    rows = streams["rows"]
+    assert [(r["run"], r["streams"]) for r in rows] == [("local", 1), ("server_alone", 1), ("remote", 1),
+                                                        ("remote", 2), ("remote", 4)]
+    assert sorted(streams["measured_order"]) == sorted(f"{r['run']} {r['streams']}" for r in rows)
+    by = {(r["run"], r["streams"]): r for r in rows}
+    for row in rows:
+        alone = row["run"] == "server_alone"
+        assert row["frames_per_stream"] == frames * (4 if alone else 1)
+        if row["run"] != "local":
+            assert row["requests_per_stream"] == (16 if alone else 4)
+        else:
+            assert row["requests_per_stream"] >= 1
+        assert row["dropped"] == 0 and len(row["per_stream_fps"]) == row["streams"]
+        assert row["aggregate_fps"] > 0 and all(fps > 0 for fps in row["per_stream_fps"])
+        # each stream's span lies within the whole run's: the per-stream rates add up to at least the aggregate
+        assert sum(row["per_stream_fps"]) >= row["aggregate_fps"] * (1 - 1e-9)
+        if row["streams"] == 1:
+            assert close(row["per_stream_fps"][0], row["aggregate_fps"])
+        assert 0 < row["latency_p50_ms"] <= row["latency_p99_ms"] and row["client_cpu_ms_per_frame"] >= 0
+    ratios = report["ratios"]["streams"]
+    for n in (1, 2, 4):
+        remote = by[("remote", n)]["aggregate_fps"]
+        assert close(ratios[f"remote {n} / local"], remote / by[("local", 1)]["aggregate_fps"])
+        assert close(ratios[f"remote {n} / server alone"], remote / by[("server_alone", 1)]["aggregate_fps"])
+    targets = {t["name"]: t for t in report["targets"]}
+    one = targets["remote 1 stream / local engine (aggregate FPS)"]
+    four = targets["remote 4 streams / server's model alone (aggregate FPS, 1 client, 16 requests in flight)"]
+    assert one["threshold"] == TARGET_REMOTE_ONE_STREAM == 0.95 and one["op"] == ">=" and one["unit"] == "share"
+    assert four["threshold"] == TARGET_REMOTE_FOUR_STREAMS == 0.95 and four["op"] == ">=" and four["unit"] == "share"
+    assert close(one["value"], by[("remote", 1)]["aggregate_fps"] / by[("local", 1)]["aggregate_fps"])
+    assert close(four["value"], by[("remote", 4)]["aggregate_fps"] / by[("server_alone", 1)]["aggregate_fps"])
+    for target in (one, four):
+        assert target["passed"] is (target["value"] >= 0.95)
+    check_targets(md, report, stdout)
+    section = md.split("## Remote streams")[1].split("\n## ")[0]
+    assert "server's model alone" in section and "16 requests in flight" in section
+    names = {"local": "local engine", "server_alone": "server's model alone", "remote": "remote"}
+    for row in rows:
+        per = ", ".join(f"{fps:,.1f}" for fps in row["per_stream_fps"])
+        line = (f"| {names[row['run']]} | {row['streams']} | {row['requests_per_stream']} | "
+                f"{row['frames_per_stream']} | {row['aggregate_fps']:,.1f} | {per} | {row['latency_p50_ms']:,.1f} | "
+                f"{row['latency_p99_ms']:,.1f} | {row['dropped']} | {row['client_cpu_ms_per_frame']:,.1f} |")
+        assert line in section, line
