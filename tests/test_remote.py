@@ -242,8 +242,13 @@ def test_a_request_that_times_out_is_dropped_not_waited_for(model_xml, kserve_py
             assert remote.dropped_frames == 2 and remote.timed_out == 2
             assert remote.status == STATUS_OK  # slow is not lost (until TIMEOUTS_BEFORE_LOST in a row)
             assert remote.infer(frames[0]) == (None, None)
-            assert remote.timed_out == 3 and remote.status == STATUS_RECONNECTING
-            assert remote.status_message == "server lost, retrying (1 dropped)"
+            assert remote.timed_out == 3
+            # The third timeout in a row marks the server lost. It still answers "ready" at once (it is only slow),
+            # so the reconnection may already have succeeded by now: either state shows the loss was noticed.
+            with remote._lock:  # the reconnection thread changes the three together, under this lock
+                status, message, reconnects = remote.status, remote.status_message, remote.reconnects
+            assert (status, message, reconnects) in {(STATUS_RECONNECTING, "server lost, retrying (1 dropped)", 0),
+                                                     (STATUS_OK, "", 1)}
 
 
 def _reject_every_request(remote) -> None:
