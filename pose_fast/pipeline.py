@@ -278,42 +278,44 @@ class Pipeline:
         thread.start()
 
     def _finish(self) -> None:
-        self._stop.set()
-        self.ring.close()
-        with self._latest_cond:
-            self._latest_cond.notify_all()
-        for thread in self._threads:
-            thread.join(timeout=10)
         try:
-            self.engine.wait_all()
-        except BaseException as exc:  # noqa: BLE001
-            self._fail(exc)
-        # give back whatever is still held (results of a stopped run, frames never submitted)
-        with self._results_cond:
-            leftovers = [entry[0] for entry in self._results.values()]
-            self._results.clear()
-        with self._latest_cond:
-            if self._latest is not None:
-                leftovers.append(self._latest)
-                self._latest = None
-        while True:
+            self._stop.set()
+            self.ring.close()
+            with self._latest_cond:
+                self._latest_cond.notify_all()
+            for thread in self._threads:
+                thread.join(timeout=10)
             try:
-                item = self._captured.get_nowait()
-            except queue.Empty:
-                break
-            if item is not _END:
-                leftovers.append(item)
-        for slot in leftovers:
-            if slot.refs > 0:
-                self.ring.release(slot)
-        if self.tracker is not None and self.frames:
-            try:
-                self.tracker.close(self.last_index, self.last_timestamp)
+                self.engine.wait_all()
             except BaseException as exc:  # noqa: BLE001
                 self._fail(exc)
-        self._finished_at = time.perf_counter()
-        if self.stop_reason is None:
-            self.stop_reason = "limit" if self.limit is not None and self.frames >= self.limit else "end"
+            # give back whatever is still held (results of a stopped run, frames never submitted)
+            with self._results_cond:
+                leftovers = [entry[0] for entry in self._results.values()]
+                self._results.clear()
+            with self._latest_cond:
+                if self._latest is not None:
+                    leftovers.append(self._latest)
+                    self._latest = None
+            while True:
+                try:
+                    item = self._captured.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not _END:
+                    leftovers.append(item)
+            for slot in leftovers:
+                if slot.refs > 0:
+                    self.ring.release(slot)
+        finally:  # even when Ctrl-C or SIGTERM interrupts the joins: everyone still in view exits
+            if self.tracker is not None and self.frames:
+                try:
+                    self.tracker.close(self.last_index, self.last_timestamp)
+                except BaseException as exc:  # noqa: BLE001
+                    self._fail(exc)
+            self._finished_at = time.perf_counter()
+            if self.stop_reason is None:
+                self.stop_reason = "limit" if self.limit is not None and self.frames >= self.limit else "end"
 
     # -- capture ---------------------------------------------------------------------------------------------------
     def _read_into_slot(self) -> Optional[FrameSlot]:
