@@ -280,6 +280,57 @@ def test_ctrl_c_or_sigterm_ends_cleanly_with_the_summary(env, video_path, tmp_pa
     assert f"{frames} frames" in out
 
 
+def _has_enters(db) -> bool:
+    from pose_fast.events import EventStoreError, read_events
+
+    try:
+        return bool(read_events(db, kind="enter")[1])
+    except EventStoreError:  # not there yet, or not yet created
+        return False
+
+
+def test_sigterm_keeps_an_exit_for_every_enter_even_when_repeated_during_the_final_commit(env, video_path, tmp_path):
+    """SIGTERM, then another while the store's final commit waits for a lock another program holds: the second is
+    ignored, and once the lock is free the exits of everyone still in view are committed."""
+    import apsw
+
+    from pose_fast.events import read_events
+
+    db = tmp_path / "events.sqlite3"
+    proc = subprocess.Popen([sys.executable, "demo.py", "-i", str(video_path("store-aisle")), "--no-show", "--db",
+                             str(db), "--loop", "--input-height", "128"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    other = None
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not _has_enters(db):
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        other = apsw.Connection(str(db))
+        other.setbusytimeout(5000)
+        other.execute("BEGIN IMMEDIATE")  # the final commit waits (the store retries a busy database)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(2.0)  # the run has ended; the store is closing
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        other.execute("ROLLBACK")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if other is not None:
+            other.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "frames in" in out
+    events, total = read_events(db, limit=100)
+    assert len(events) == total
+    enters = [e for e in events if e["kind"] == "enter"]
+    assert enters
+    for enter in enters:
+        assert any(e["kind"] == "exit" and e["person_id"] == enter["person_id"] and e["id"] > enter["id"]
+                   for e in events), (enter, events)
+
+
 # -- the window, under Xvfb -------------------------------------------------------------------------------------------
 NEEDED = {"Xvfb": "xvfb", "import": "imagemagick", "xdotool": "xdotool"}
 
