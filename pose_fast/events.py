@@ -566,25 +566,25 @@ def _open_reader(path) -> apsw.Connection:
 
 class _Listing:
     """What earlier requests learnt about one filtered listing of one database file, valid while no event is deleted
-    (ids only grow).
+    (ids only grow). Shared by the server's threads: change it only under ``_listings_lock``.
 
-    ``max_id``/``count``: the matching events up to ``max_id`` (time filters: later counts only scan newer events).
+    ``counted``: ``(max_id, count)``, the matching events up to ``max_id`` (time filters: later counts only scan
+    newer events); one tuple, replaced whole, so a reader never sees the id of one count with the total of another.
     ``offsets``/``ids``: anchors, the id at a position of the listing, so that the next page (or any page after a
     known one) walks from the nearest anchor instead of from the start.
     """
 
-    __slots__ = ("generation", "max_id", "count", "offsets", "ids")
+    __slots__ = ("generation", "counted", "offsets", "ids")
 
     def __init__(self, generation):
         self.generation = generation
-        self.max_id = None
-        self.count = 0
+        self.counted: Optional[Tuple[int, int]] = None
         self.offsets: List[int] = []
         self.ids: List[int] = []
 
 
 _listings: Dict[tuple, _Listing] = {}
-_listings_lock = threading.Lock()
+_listings_lock = threading.Lock()  # guards _listings and every _Listing in it (held briefly, never across a query)
 _LISTINGS = 256       # listings remembered per process
 _ANCHORS = 4096       # anchors per listing
 _SMALL_RESULT = 20000  # a time-filtered result this small is paged through its timestamp index, larger in id order
@@ -603,35 +603,42 @@ def _listing(path, cond, args, generation) -> _Listing:
 
 def _count_where(conn, entry, cond, args, max_id) -> int:
     """count(*) of a filtered listing; only events newer than the last count are scanned."""
-    if entry.max_id is not None and entry.max_id <= max_id:
-        if entry.max_id == max_id:
-            return entry.count
-        new = conn.execute(f"SELECT count(*) FROM events WHERE id > ? AND {cond}", [entry.max_id] + args)
-        count = entry.count + int(new.fetchall()[0][0])
+    counted = entry.counted  # one read of one tuple: a consistent pair
+    if counted is not None and counted[0] <= max_id:
+        if counted[0] == max_id:
+            return counted[1]
+        new = conn.execute(f"SELECT count(*) FROM events WHERE id > ? AND {cond}", [counted[0]] + args)
+        count = counted[1] + int(new.fetchall()[0][0])
     else:
         count = int(conn.execute(f"SELECT count(*) FROM events WHERE {cond}", args).fetchall()[0][0])
-    entry.max_id, entry.count = max_id, count
+    with _listings_lock:
+        if entry.counted is None or entry.counted[0] < max_id:  # a reader of an older snapshot keeps the newer
+            entry.counted = (max_id, count)
     return count
 
 
 def _first_id_at(conn, entry, walk, args, offset):
     """The id at position ``offset`` of the listing, walking from the nearest known anchor."""
-    i = bisect.bisect_right(entry.offsets, offset) - 1
-    if i >= 0:
+    with _listings_lock:
+        i = bisect.bisect_right(entry.offsets, offset) - 1
+        anchor = (entry.offsets[i], entry.ids[i]) if i >= 0 else None
+    if anchor is not None:
         row = conn.execute(f"SELECT id FROM events WHERE {walk} AND id >= ? ORDER BY id LIMIT 1 OFFSET ?",
-                           args + [entry.ids[i], offset - entry.offsets[i]]).fetchall()
+                           args + [anchor[1], offset - anchor[0]]).fetchall()
     else:
         row = conn.execute(f"SELECT id FROM events WHERE {walk} ORDER BY id LIMIT 1 OFFSET ?",
                            args + [offset]).fetchall()
     if not row:
         return None
     first = row[0][0]
-    if i < 0 or entry.offsets[i] != offset:
-        if len(entry.offsets) >= _ANCHORS:
-            del entry.offsets[1::2], entry.ids[1::2]  # thin out, keep the spread
-        j = bisect.bisect_left(entry.offsets, offset)
-        entry.offsets.insert(j, offset)
-        entry.ids.insert(j, first)
+    if anchor is None or anchor[0] != offset:
+        with _listings_lock:
+            if len(entry.offsets) >= _ANCHORS:
+                del entry.offsets[1::2], entry.ids[1::2]  # thin out, keep the spread
+            j = bisect.bisect_left(entry.offsets, offset)
+            if j == len(entry.offsets) or entry.offsets[j] != offset:  # another thread may have added it meanwhile
+                entry.offsets.insert(j, offset)
+                entry.ids.insert(j, first)
     return first
 
 

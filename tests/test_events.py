@@ -287,6 +287,74 @@ def test_read_only_database_is_a_clear_error_and_still_readable(tmp_path, folder
     assert lines[1] == "COUNT 1"
 
 
+def test_concurrent_readers_see_consistent_pages_while_the_writer_commits(tmp_path):
+    """Several threads page through filtered listings (as the web server's threads do) while batches are committed:
+    every page is a slice of the true listing at a count some commit had, so consecutive pages never repeat or
+    skip an event. The listings' shared cache of counts and page anchors must stay consistent under the race."""
+    import threading
+
+    path = tmp_path / "busy.db"
+    batches, per_batch = 40, 60
+    total = batches * per_batch
+    kinds = ["enter" if (i * 7) % 3 else "exit" for i in range(total)]
+    times = [T0 + i * 0.01 for i in range(total)]
+    since = format_timestamp(times[total // 5])  # times only grow: events from total // 5 on
+    start = total // 5
+    filters = {  # name: (read_events arguments, does event i match)
+        "enter since": ({"kind": "enter", "since": since}, lambda i: kinds[i] == "enter" and i >= start),
+        "exit": ({"kind": "exit"}, lambda i: kinds[i] == "exit"),
+        "since": ({"since": since}, lambda i: i >= start),
+    }
+    listing = {name: [i + 1 for i in range(total) if match(i)] for name, (_, match) in filters.items()}
+    counts = {name: {sum(1 for i in range(b * per_batch) if match(i)) for b in range(batches + 1)}
+              for name, (_, match) in filters.items()}  # the count after each commit
+    create_or_migrate(path)
+    done = threading.Event()
+    problems = []
+
+    def write():
+        with EventStore(path, batch_size=per_batch * 2, flush_interval=60) as store:
+            for b in range(batches):
+                for i in range(b * per_batch, (b + 1) * per_batch):
+                    store.add(kinds[i], i, i, times[i], 1, "cam", "CPU")
+                store.flush()  # one commit per batch
+                time.sleep(0.005)
+        done.set()
+
+    def read(seed):
+        rng = np.random.default_rng(seed)
+        while not problems:
+            finished = done.is_set()
+            name = list(filters)[rng.integers(len(filters))]
+            per_page = int(rng.choice([7, 10, 16]))
+            offset = 0
+            while not problems:
+                rows, count = read_events(path, offset=offset, limit=per_page, **filters[name][0])
+                ids = [row["id"] for row in rows]
+                want = listing[name][offset:min(offset + per_page, count)]
+                if count not in counts[name] or ids != want:
+                    problems.append((name, per_page, offset, count, ids, want))
+                offset += per_page
+                if offset >= count:
+                    break
+            if finished:
+                return
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often: the races show up in seconds, not hours
+    try:
+        readers = [threading.Thread(target=read, args=(seed,)) for seed in range(4)]
+        writer = threading.Thread(target=write)
+        for thread in readers + [writer]:
+            thread.start()
+        for thread in [writer] + readers:
+            thread.join(300)
+    finally:
+        sys.setswitchinterval(switch)
+    assert done.is_set()
+    assert not problems, problems[:3]
+
+
 def test_default_path_is_per_user_and_overridable(monkeypatch, tmp_path):
     monkeypatch.delenv("POSE_FAST_DB", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
