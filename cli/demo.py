@@ -133,7 +133,8 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
                     tracker = Tracker(on_event=recorder.record)
                 total = None  # frames the progress bar counts to: none for cameras, streams, endless loops
                 if not source.live:
-                    total = limit if loop else min(source.frame_count, limit or source.frame_count)
+                    count = None if loop else source.frame_count  # None: a file whose container does not say
+                    total = min(count, limit or count) if count else limit
                 if total and sys.stderr.isatty():  # a bar in a log file is noise
                     bar = stack.enter_context(click.progressbar(length=total, label="frames", file=sys.stderr,
                                                                 show_pos=True, show_eta=True))

@@ -95,9 +95,11 @@ class FrameSource:
     fps : float or None
         Frames per second the source reports (None when it does not say).
     frame_count : int or None
-        Frames in a file (as the container reports it); None for cameras and live streams.
+        Frames in a file or stream as the container reports it; None for cameras, live streams, and files whose
+        container does not say (a raw MJPEG stream).
     live : bool
-        True for cameras and streams without a known length: frames keep coming and old ones go stale.
+        True for cameras, for streams and pipes without a known length (frames keep coming and old ones go stale),
+        and for ``realtime`` files. A regular local file is never live, whatever its container says.
     realtime : bool
         A file read at its own frame rate, as a camera would deliver it (``read()`` waits for each frame's time);
         such a source is live.
@@ -125,7 +127,8 @@ class FrameSource:
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if self.kind != "camera" else 0
         self.frame_count = count if count > 0 else None
         self.realtime = bool(realtime) and self.kind != "camera"
-        self.live = self.kind == "camera" or self.frame_count is None or self.realtime
+        self._regular_file = self.kind == "file" and self._target.is_file()
+        self.live = self.kind == "camera" or self.realtime or (self.frame_count is None and not self._regular_file)
         self._interval = 1.0 / (self.fps or 25.0)
         self._due = None
         self._pending = first
@@ -193,8 +196,8 @@ class FrameSource:
 
     @property
     def seekable(self) -> bool:
-        """Whether :meth:`rewind` can restart the source (files, and streams of known length)."""
-        return self.kind != "camera" and self.frame_count is not None
+        """Whether :meth:`rewind` can restart the source (regular files, and streams of known length)."""
+        return self._regular_file or (self.kind != "camera" and self.frame_count is not None)
 
     def read(self, into: np.ndarray) -> Optional[np.ndarray]:
         """Decode the next frame into ``into`` (H×W×3 uint8, C-contiguous); return it, or None at the end.
@@ -246,7 +249,9 @@ class FrameSource:
         if not self.seekable or self._cap is None:
             return False
         self.restarts += 1
-        if self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0) and self._cap.get(cv2.CAP_PROP_POS_FRAMES) == 0:
+        # a container without a frame count (a raw MJPEG stream) says the seek worked and then reads nothing: reopen
+        if (self.frame_count is not None and self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                and self._cap.get(cv2.CAP_PROP_POS_FRAMES) == 0):
             return True
         self._cap.release()
         self._cap = None

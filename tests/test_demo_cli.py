@@ -120,6 +120,27 @@ def test_without_loop_the_file_ends(env, video_path, tmp_path):
     assert len(_lines(jsonl)) == 67
 
 
+def test_a_file_without_a_frame_count_is_processed_whole_and_loops(env, read_frames, tmp_path):
+    """A raw MJPEG file (its container gives no frame count) is a file: throughput mode, every frame, --loop."""
+    frames = read_frames("store-aisle", count=20)
+    clip = tmp_path / "clip.mjpeg"
+    writer = cv2.VideoWriter(str(clip), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"MJPG"), 12.5, (480, 270))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    capture = cv2.VideoCapture(str(clip), cv2.CAP_FFMPEG)
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) <= 0  # what makes this file the case under test
+    capture.release()
+    jsonl = tmp_path / "clip.jsonl"
+    proc = demo(env, "-i", clip, "--no-show", "--no-db", "--json", jsonl, "--loop", "--limit", 30,
+                "--input-height", 128)
+    _assert_clean_exit(proc)
+    records = _lines(jsonl)
+    assert [r["index"] for r in records] == list(range(30))
+    assert "throughput mode" in proc.stdout and "0 stale frames dropped" in proc.stdout
+    assert len(records[20]["people"]) == len(records[0]["people"])  # frame 20 is frame 0 again
+
+
 def test_events_go_to_the_database(env, video_path, tmp_path):
     from pose_fast.events import count_events, read_events
 

@@ -164,6 +164,56 @@ def test_rewind_restarts_a_file(video_path, read_frames):
     np.testing.assert_array_equal(again[0], first)
 
 
+def _raw_mjpeg(path, frames, fps=12.5):
+    """A raw MJPEG stream (no container index): CAP_PROP_FRAME_COUNT reports no usable count for it."""
+    import cv2
+
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) <= 0, "this OpenCV counts raw MJPEG frames: no such file here"
+    capture.release()
+    return path
+
+
+def test_a_file_without_a_frame_count_is_a_file_not_a_live_source(tmp_path, read_frames):
+    frames = read_frames("store-aisle", count=20)
+    with open_source(_raw_mjpeg(tmp_path / "clip.mjpeg", frames)) as source:
+        assert source.kind == "file" and source.frame_count is None
+        assert not source.live and source.seekable
+        first = _read_all(source)
+        assert len(first) == 20
+        assert source.rewind()  # the seek reports success and reads nothing here: the file is reopened
+        again = _read_all(source)
+    assert len(again) == 20
+    np.testing.assert_array_equal(again[0], first[0])
+    np.testing.assert_array_equal(again[-1], first[-1])
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes: POSIX")
+def test_a_pipe_without_a_frame_count_is_live(tmp_path, read_frames):
+    data = _raw_mjpeg(tmp_path / "clip.mjpeg", read_frames("store-aisle", count=5)).read_bytes()
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "wb") as pipe:
+            pipe.write(data)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    with open_source(fifo) as source:
+        assert source.kind == "file" and source.frame_count is None
+        assert source.live and not source.seekable
+        assert len(_read_all(source)) == 5
+        assert not source.rewind()
+    writer.join(10)
+
+
 def test_http_source_reads_the_whole_video(video_server):
     with open_source(f"{video_server}/store-aisle-detection.mp4") as source:
         assert source.kind == "url"
