@@ -1,7 +1,6 @@
 """The pipeline on the real model and the shared videos: order, modes, zero-copy slots, stop, errors, tracker."""
 from __future__ import annotations
 
-import signal
 import threading
 import time
 
@@ -9,7 +8,7 @@ import numpy as np
 import pytest
 
 from pose_fast.decode import Decoder
-from pose_fast.frames import FrameSource, open_source
+from pose_fast.frames import open_source
 from pose_fast.pipeline import STAGES, FrameResult, Pipeline, PipelineError
 from pose_fast.sinks import StopPipeline
 from pose_fast.tracking import Tracker
@@ -292,50 +291,37 @@ def test_tracker_ids_are_passed_on_and_drawn(multi_engine, video_path):
     assert born <= enters and enters == exits  # close() at the end: everyone leaves
 
 
-class _StuckSource(FrameSource):
-    """A file whose reads after the first ``frames`` block until ``release`` is set (a camera that hangs)."""
+class _CtrlCOnJoin:
+    """Stands for a pipeline thread: joining it raises KeyboardInterrupt, as a Ctrl-C during the join does."""
 
-    def __init__(self, spec, frames):
-        super().__init__(spec)
-        self.frames = frames
-        self.blocked = threading.Event()
-        self.release = threading.Event()
+    def __init__(self, thread):
+        self.thread = thread
 
-    def read(self, into):
-        if self.frames_read >= self.frames:
-            self.blocked.set()
-            self.release.wait(60)
-        return super().read(into)
+    def join(self, timeout=None):
+        raise KeyboardInterrupt
 
 
 def test_ctrl_c_while_the_threads_are_joined_still_ends_every_track(multi_engine, video_path):
     """Ctrl-C lands while the run waits for its capture thread: the tracker still closes (an exit per enter)."""
-    source = _StuckSource(str(video_path("store-aisle")), frames=6)
+    source = open_source(video_path("store-aisle"))
     events = []
     tracker = Tracker(on_event=lambda *event: events.append(event), min_hits=2)
+    pipe = Pipeline(source, multi_engine(source.width, source.height), tracker=tracker, sinks=[Collect()],
+                    mode="throughput", limit=6)
+    spawn = pipe._spawn
 
-    def quit_at_five(result):
-        if result.index == 5:
-            raise StopPipeline("q")
+    def spawn_with_ctrl_c_on_join(target, name):
+        spawn(target, name)
+        if name == "capture":
+            pipe._threads[-1] = _CtrlCOnJoin(pipe._threads[-1])
 
-    pipe = Pipeline(source, multi_engine(source.width, source.height), tracker=tracker,
-                    sinks=[Collect(on_write=quit_at_five)], mode="throughput")
-
-    def ctrl_c_during_the_joins():
-        if source.blocked.wait(120) and pipe._stop.wait(120):
-            time.sleep(0.5)  # run() is now in _finish, joining the capture thread stuck in read()
-            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-
-    helper = threading.Thread(target=ctrl_c_during_the_joins, daemon=True)
-    helper.start()
+    pipe._spawn = spawn_with_ctrl_c_on_join
     try:
         with pytest.raises(KeyboardInterrupt):
             pipe.run()
     finally:
-        source.release.set()
-        helper.join(10)
         for thread in pipe._threads:
-            thread.join(10)
+            getattr(thread, "thread", thread).join(30)
         pipe.engine.wait_all()
         source.close()
     enters = [e[1] for e in events if e[0] == "enter"]
