@@ -69,6 +69,14 @@ class FrameResult:
     sequence: int = 0
 
 
+def _fresh_arrays(decoder) -> bool:
+    """Whether ``decoder`` returns new arrays on every call: a :class:`pose_fast.decode.Decoder` (it copies its
+    output out of the kernel's buffers), or a callable that says so with ``fresh_arrays = True``."""
+    from .decode import Decoder
+
+    return type(decoder) is Decoder or getattr(decoder, "fresh_arrays", False) is True
+
+
 class _Series:
     """Fixed-size history of per-frame timings for p50/p99 (oldest overwritten after ``_HISTORY`` frames)."""
 
@@ -108,7 +116,9 @@ class Pipeline:
         Prepared here for the source's frame size.
     decoder : callable, optional
         ``decoder(heatmaps, pafs, frame_size=(w, h)) -> Poses``; default :class:`pose_fast.decode.Decoder` (one
-        per OpenVINO callback thread). A given decoder is called under a lock.
+        per OpenVINO callback thread). A given decoder is called under a lock, and its results are copied (it may
+        reuse its buffers, and the tracker smooths keypoints in place) unless it is a ``Decoder`` or has
+        ``fresh_arrays = True``: new keypoint and score arrays on every call.
     tracker : pose_fast.tracking.Tracker, optional
         When given, ``update()`` runs on every frame in order; its ids are drawn and passed on as ``track_ids``,
         and ``close()`` runs at the end.
@@ -141,6 +151,7 @@ class Pipeline:
         self.limit = limit
         self.loop = bool(loop)
         self._user_decoder = decoder
+        self._copy_results = decoder is not None and not _fresh_arrays(decoder)
         self._decoder_lock = threading.Lock()
         self._local = threading.local()
         engine.prepare(source.width, source.height)  # compiles; the request count is known only after this
@@ -450,8 +461,7 @@ class Pipeline:
                     poses = self._user_decoder(heatmaps, pafs, frame_size=self.source.size)
             else:
                 poses = self._decoder()(heatmaps, pafs, frame_size=self.source.size)
-            # own the arrays: a decoder may reuse its buffers, and the tracker may smooth them in place
-            if poses is not None:
+            if poses is not None and self._copy_results:  # own the arrays (see the decoder parameter)
                 poses = Poses(np.array(poses.keypoints, np.float32), np.array(poses.scores, np.float32))
             decode_ms = (time.perf_counter() - start) * 1000.0
             entry = (slot, poses, float(infer_ms), decode_ms, None)

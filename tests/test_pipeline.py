@@ -10,6 +10,7 @@ import pytest
 from pose_fast.decode import Decoder
 from pose_fast.frames import open_source
 from pose_fast.pipeline import STAGES, FrameResult, Pipeline, PipelineError
+from pose_fast.poses import Poses
 from pose_fast.sinks import StopPipeline
 from pose_fast.tracking import Tracker
 
@@ -289,6 +290,58 @@ def test_tracker_ids_are_passed_on_and_drawn(multi_engine, video_path):
     enters = {e[1] for e in events if e[0] == "enter"}
     exits = {e[1] for e in events if e[0] == "exit"}
     assert born <= enters and enters == exits  # close() at the end: everyone leaves
+
+
+def test_results_of_the_built_in_decoder_are_not_copied_again(engine_for, video_path, monkeypatch):
+    """Decoder already returns new arrays per frame: the sinks get those very arrays (no second copy per frame)."""
+    returned = []
+    decode = Decoder.__call__
+
+    def recording(self, heatmaps, pafs, frame_size):
+        poses = decode(self, heatmaps, pafs, frame_size)
+        returned.append((poses.keypoints, poses.scores))
+        return poses
+
+    monkeypatch.setattr(Decoder, "__call__", recording)
+    source = open_source(video_path("store-aisle"))
+    sink = Collect()
+    Pipeline(source, engine_for(source.width, source.height), sinks=[sink], mode="latency", limit=4).run()
+    source.close()
+    assert len(returned) == len(sink.results) == 4
+    for (keypoints, scores), result in zip(returned, sink.results):
+        assert result[1].keypoints is keypoints and result[1].scores is scores
+
+
+@pytest.mark.parametrize("fresh", [False, True])
+def test_results_of_a_given_decoder_are_copied_unless_it_returns_fresh_arrays(engine_for, video_path, fresh):
+    class Reusing:
+        """Returns its own buffers, overwritten by the next call, unless ``fresh``."""
+
+        fresh_arrays = fresh
+
+        def __init__(self):
+            self.decoder = Decoder()
+            self.buffer = np.zeros((64, 18, 3), np.float32)
+            self.returned = []
+
+        def __call__(self, heatmaps, pafs, frame_size):
+            poses = self.decoder(heatmaps, pafs, frame_size=frame_size)
+            if not fresh:
+                view = self.buffer[:len(poses)]
+                view[...] = poses.keypoints
+                poses = Poses(view, poses.scores)
+            self.returned.append(poses.keypoints)
+            return poses
+
+    decoder = Reusing()
+    source = open_source(video_path("store-aisle"))
+    sink = Collect()
+    Pipeline(source, engine_for(source.width, source.height), decoder=decoder, sinks=[sink], mode="latency",
+             limit=4).run()
+    source.close()
+    for keypoints, result in zip(decoder.returned, sink.results):
+        assert (result[1].keypoints is keypoints) == fresh
+        assert fresh or not np.shares_memory(result[1].keypoints, decoder.buffer)
 
 
 class _CtrlCOnJoin:
