@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .frames import FrameRing, FrameSlot, FrameSource
+from .frames import FrameRing, FrameSlot, FrameSource, SourceError
 from .poses import Poses
 from .render import Renderer, order_numbers
 from .sinks import StopPipeline
@@ -44,6 +44,7 @@ STAGES = ("capture", "inference", "decode", "render", "latency")
 _END = object()
 _POLL = 0.1  # s: how often blocked threads look at the stop flag
 _HISTORY = 1 << 15  # frames of timings kept for percentiles (a fixed array: memory stays flat)
+_EMPTY_RESTARTS = 3  # a looped source that restarts this often in a row without giving a frame is an error
 
 
 class PipelineError(RuntimeError):
@@ -330,7 +331,11 @@ class Pipeline:
 
     # -- capture ---------------------------------------------------------------------------------------------------
     def _read_into_slot(self) -> Optional[FrameSlot]:
-        """Take a free slot and read the next frame into it; None at the end of the source or when stopping."""
+        """Take a free slot and read the next frame into it; None at the end of the source or when stopping.
+
+        Raises SourceError when a looped source gives no frame even after ``_EMPTY_RESTARTS`` restarts in a row.
+        """
+        restarts = 0  # rewinds in a row that were followed by no frame
         while True:
             slot = None
             while slot is None:
@@ -348,8 +353,12 @@ class Pipeline:
                 slot.capture_ms = (done - start) * 1000.0
                 return slot
             self.ring.release(slot)
+            if self.loop and restarts >= _EMPTY_RESTARTS:
+                raise SourceError(f"{self.source.spec} gave no frame after {restarts} restarts in a row: it was "
+                                  f"truncated, replaced or damaged while being read; check the file")
             if not (self.loop and self.source.rewind()):
                 return None
+            restarts += 1
 
     def _capture_in_order(self) -> None:
         """Throughput: every frame, in order, into a bounded queue (blocks when the ring is full)."""

@@ -1,6 +1,9 @@
 """The pipeline on the real model and the shared videos: order, modes, zero-copy slots, stop, errors, tracker."""
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import threading
 import time
 
@@ -8,7 +11,7 @@ import numpy as np
 import pytest
 
 from pose_fast.decode import Decoder
-from pose_fast.frames import open_source
+from pose_fast.frames import SourceError, open_source
 from pose_fast.pipeline import STAGES, FrameResult, Pipeline, PipelineError
 from pose_fast.poses import Poses
 from pose_fast.sinks import StopPipeline
@@ -380,6 +383,30 @@ def test_ctrl_c_while_the_threads_are_joined_still_ends_every_track(multi_engine
     enters = [e[1] for e in events if e[0] == "enter"]
     exits = [e[1] for e in events if e[0] == "exit"]
     assert enters and sorted(exits) == sorted(enters)
+
+
+def test_a_looped_file_emptied_while_read_ends_with_an_error_instead_of_spinning(engine_for, video_path, tmp_path):
+    """Truncated to 0 bytes mid-run: its seeks still succeed but no frame comes; the run ends with a SourceError."""
+    clip = tmp_path / "clip.mp4"
+    shutil.copy(video_path("store-aisle"), clip)
+    source = open_source(clip)
+
+    def truncate_at_ten(result):
+        if result.index == 10:
+            os.truncate(clip, 0)
+
+    pipe = Pipeline(source, engine_for(source.width, source.height), sinks=[Collect(on_write=truncate_at_ten)],
+                    mode="latency", loop=True)
+    pipe.start()
+    try:
+        with pytest.raises(SourceError, match=r"clip\.mp4 gave no frame after 3 restarts in a row: .*check the file"):
+            pipe.join(120)  # returns (no error) if the run still spins
+    finally:
+        pipe.stop()
+        with contextlib.suppress(SourceError):
+            pipe.join(30)
+        source.close()
+    assert pipe.stop_reason == "error" and pipe.frames >= 11
 
 
 def test_bad_arguments(engine_for, video_path):
