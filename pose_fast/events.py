@@ -36,6 +36,7 @@ from __future__ import annotations
 import atexit
 import bisect
 import contextlib
+import errno
 import math
 import os
 import re
@@ -175,10 +176,13 @@ def parse_timestamp(text: str) -> str:
 
 
 # -- errors -----------------------------------------------------------------------------------------------------
-def _explain(exc: BaseException, path, doing: str) -> str:
-    """One line for people: what failed and what to do."""
+_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _explain(exc: BaseException, path, doing: str, system_errno: int = 0) -> str:
+    """One line for people: what failed and what to do (``system_errno``: the OS error behind an SQLite one)."""
     first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if isinstance(exc, apsw.FullError):
+    if isinstance(exc, apsw.FullError) or system_errno in _FULL_ERRNOS:  # SQLite calls a failed write() an I/O error
         return (f"cannot {doing} {path}: the disk or database is full; free some space or use "
                 f"--db/POSE_FAST_DB to put the database on another disk")
     if isinstance(exc, (apsw.ReadOnlyError, apsw.PermissionsError, apsw.AuthError)):
@@ -488,7 +492,7 @@ class EventStore:
         else:
             err = apsw.BusyError("database is locked")
         self._unsaved += len(rows) + sum(1 for item in self._queue if type(item) is not _Flush)
-        msg = _explain(err, self.path, "write events to")
+        msg = _explain(err, self.path, "write events to", getattr(conn, "system_errno", 0))  # 0: an apsw without it
         self._error = EventStoreError(f"{msg} ({self._unsaved} events not saved; {self._written} saved before)")
 
     def __repr__(self):

@@ -198,7 +198,8 @@ def test_a_disk_that_fills_up_during_the_run_is_one_line_and_keeps_the_events_sa
     create_or_migrate(db)
     proc = _limited_demo(env, tmp_path, "-i", video_path("store-aisle"), "--no-show", "--db", db, "--loop",
                          "--limit", 200, "--input-height", 128)
-    _assert_one_line_error(proc, f"cannot write events to {db}: ", "--db/POSE_FAST_DB", "saved before")
+    _assert_one_line_error(proc, f"cannot write events to {db}: the disk or database is full", "--db/POSE_FAST_DB",
+                           "saved before")
     saved = int(re.search(r"; (\d+) saved before\)$", proc.stderr.strip()).group(1))
     assert saved >= 1
     events, total = read_events(db, limit=100)
@@ -224,7 +225,7 @@ def test_a_final_commit_that_fails_is_one_line_and_keeps_the_events_saved(env, v
                              "--input-height", 128)
     finally:
         keep.close()
-    _assert_one_line_error(proc, f"cannot write events to {db}: ", "0 saved before")
+    _assert_one_line_error(proc, f"cannot write events to {db}: the disk or database is full", "0 saved before")
     events, _ = read_events(db, limit=100)
     assert [(e["kind"], e["source"]) for e in events] == [("enter", "earlier"), ("exit", "earlier")]
 
