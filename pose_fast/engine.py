@@ -222,6 +222,12 @@ class Engine:
         # at least 2, so capture and decoding overlap inference (2022.3's CPU plugin says 1 on two cores)
         return _ov.optimal_requests(self.compiled, minimum=2)
 
+    @property
+    def latency_requests(self) -> int:
+        """Requests the pipeline's latency mode keeps in flight: 1, except on a Neural Compute Stick 2, which
+        pipelines several (USB transfer and compute overlap), so each frame waits no longer and more are shown."""
+        return self.num_requests if self.device.upper().startswith("MYRIAD") else 1
+
     def prepare(self, frame_width: int, frame_height: int) -> None:
         """Reshape the network to the source's aspect ratio and compile it; a no-op for the same size."""
         if self.frame_size == (frame_width, frame_height):

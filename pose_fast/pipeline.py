@@ -16,9 +16,11 @@ Modes
 ``throughput``
     Every frame, in order, with as many requests in flight as the engine has: for files.
 ``latency``
-    One request in flight. A live source (camera, stream) is read continuously and the newest frame wins: a frame
-    that is not picked up before the next one arrives is dropped (``stats()["dropped"]``). A file is read on demand,
-    just before its inference, so its frames are never stale and none is dropped.
+    One request in flight (several on a Neural Compute Stick 2, ``engine.latency_requests``: the stick pipelines
+    them, and each is still given the newest frame). A live source (camera, stream) is read continuously and the
+    newest frame wins: a frame that is not picked up before the next one arrives is dropped
+    (``stats()["dropped"]``). A file is read on demand, just before its inference, so its frames are never stale
+    and none is dropped.
 """
 from __future__ import annotations
 
@@ -156,7 +158,10 @@ class Pipeline:
         self._decoder_lock = threading.Lock()
         self._local = threading.local()
         engine.prepare(source.width, source.height)  # compiles; the request count is known only after this
-        self.in_flight = 1 if mode == "latency" else max(1, int(engine.num_requests))
+        if mode == "latency":  # one request, or the few a Neural Compute Stick 2 pipelines
+            self.in_flight = max(1, int(getattr(engine, "latency_requests", 1)))
+        else:
+            self.in_flight = max(1, int(engine.num_requests))
         self.ring = FrameRing(ring_size or self.in_flight + 4, source.shape)
         self._stop = threading.Event()
         self._error: Optional[BaseException] = None

@@ -270,6 +270,12 @@ def test_myriad_keeps_several_requests_in_flight():
                                                     compiled=None)) == 1
     assert Engine.num_requests.fget(SimpleNamespace(_requested=None, device="CPU", mode="latency",
                                                     compiled=None)) == 1
+    # and the pipeline's latency mode uses them on the stick (one request elsewhere)
+    for device, requested, expected in (("MYRIAD", None, MYRIAD_REQUESTS), ("MYRIAD", 2, 2), ("CPU", None, 1),
+                                        ("CPU", 3, 1)):
+        state = SimpleNamespace(_requested=requested, device=device, mode="latency", compiled=None)
+        state.num_requests = Engine.num_requests.fget(state)
+        assert Engine.latency_requests.fget(state) == expected, (device, requested)
 
 
 # -- the same poses on OpenVINO 2022.3 and the newest -------------------------------------------------------------
