@@ -115,7 +115,7 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
             try:
                 engine = stack.enter_context(open_engine(server=server, model=model, device=device_name,
                                                          precision=precision, input_height=input_height,
-                                                         mode=mode))
+                                                         mode=mode, progress=_download_progress))
                 # left after the sinks and the store: SIGTERM stays handled while they finish their files
                 stack.enter_context(exit_on_sigterm())
                 sinks = []
@@ -168,6 +168,16 @@ def _close_store(store, failures: list) -> None:
     finally:  # also when a Ctrl-C held back during the commit is re-raised
         if store.error is not None:
             failures.append(store.error)
+
+
+def _download_progress(done: int, total) -> None:
+    """The model's first-use download: say what is fetched, then a bar (pose_fast.model.print_progress)."""
+    from pose_fast.model import print_progress
+
+    if done and not getattr(_download_progress, "announced", False):
+        _download_progress.announced = True
+        click.echo("downloading the model human-pose-estimation-0001 (first use; cached afterwards)", err=True)
+    print_progress(done, total)
 
 
 def _one_line(exc: BaseException) -> str:

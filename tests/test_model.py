@@ -190,3 +190,17 @@ def test_engine_downloads_on_first_use_with_progress(model_server, model_xml, us
     finally:
         engine.close()
     assert seen and seen[-1] == (model_xml.with_suffix(".bin").stat().st_size,) * 2
+
+
+def test_demo_announces_the_first_use_download(model_server, model_xml, user_cache, monkeypatch, video_path):
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    monkeypatch.setitem(model.BASE_URLS, "FP16-INT8", model_server.base)
+    result = CliRunner().invoke(cli, ["demo", "-i", str(video_path("store-aisle")), "--no-show", "--no-db",
+                                      "--limit", "1"])
+    assert result.exit_code == 0, result.output
+    assert "downloading the model human-pose-estimation-0001" in result.output
+    assert "MB" in result.output  # the bar
+    assert (user_cache / MODEL_NAME / "FP16-INT8" / f"{MODEL_NAME}.bin").is_file()
