@@ -71,8 +71,8 @@ def server_python() -> str:
     """The interpreter that has kserve: ``POSE_FAST_KSERVE_PYTHON``, else ``<project>/.venv-kserve``."""
     path = os.environ.get("POSE_FAST_KSERVE_PYTHON") or str(DEFAULT_VENV_PYTHON)
     if not Path(path).is_file():
-        raise RuntimeError(f"no Python with kserve at {path}: run `source .ci/remote.sh` (it makes .venv-kserve "
-                           f"and sets POSE_FAST_KSERVE_PYTHON)")
+        raise RuntimeError(f"no Python with kserve at {path}: run `bash .ci/test-setup.sh` (it makes .venv-kserve "
+                           f"through .ci/remote.sh), or set POSE_FAST_KSERVE_PYTHON")
     return path
 
 
