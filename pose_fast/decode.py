@@ -181,6 +181,9 @@ class Decoder:
     GIL, so one decoder per thread decodes in parallel.
     """
 
+    #: Every call returns new keypoint and score arrays (copied out of the kernel's buffers): callers may keep them.
+    fresh_arrays = True
+
     def __init__(self, backend: Optional[str] = None, **params):
         self._params = _check_params(params)
         self.backend = BACKEND if backend is None else backend

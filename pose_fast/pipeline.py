@@ -72,14 +72,6 @@ class FrameResult:
     sequence: int = 0
 
 
-def _fresh_arrays(decoder) -> bool:
-    """Whether ``decoder`` returns new arrays on every call: a :class:`pose_fast.decode.Decoder` (it copies its
-    output out of the kernel's buffers), or a callable that says so with ``fresh_arrays = True``."""
-    from .decode import Decoder
-
-    return type(decoder) is Decoder or getattr(decoder, "fresh_arrays", False) is True
-
-
 class _Series:
     """Fixed-size history of per-frame timings for p50/p99 (oldest overwritten after ``_HISTORY`` frames)."""
 
@@ -120,8 +112,8 @@ class Pipeline:
     decoder : callable, optional
         ``decoder(heatmaps, pafs, frame_size=(w, h)) -> Poses``; default :class:`pose_fast.decode.Decoder` (one
         per OpenVINO callback thread). A given decoder is called under a lock, and its results are copied (it may
-        reuse its buffers, and the tracker smooths keypoints in place) unless it is a ``Decoder`` or has
-        ``fresh_arrays = True``: new keypoint and score arrays on every call.
+        reuse its buffers, and the tracker smooths keypoints in place) unless it has ``fresh_arrays = True``, as
+        ``Decoder`` has: new keypoint and score arrays on every call.
     tracker : pose_fast.tracking.Tracker, optional
         When given, ``update()`` runs on every frame in order; its ids are drawn and passed on as ``track_ids``,
         and ``close()`` runs at the end.
@@ -154,7 +146,7 @@ class Pipeline:
         self.limit = limit
         self.loop = bool(loop)
         self._user_decoder = decoder
-        self._copy_results = decoder is not None and not _fresh_arrays(decoder)
+        self._copy_results = decoder is not None and getattr(decoder, "fresh_arrays", False) is not True
         self._decoder_lock = threading.Lock()
         self._local = threading.local()
         engine.prepare(source.width, source.height)  # compiles; the request count is known only after this
@@ -498,8 +490,10 @@ class Pipeline:
                     if self._error is not None:
                         return
                     self._results_cond.wait(_POLL)
+                # count it first: were Ctrl-C or SIGTERM to land between the two, the next _deliver() (frames in
+                # flight) would otherwise wait forever for a frame already taken
+                self.frames_delivered_seq = seq + 1
                 entry = self._results.pop(seq)
-            self.frames_delivered_seq = seq + 1
             slot, poses, infer_ms, decode_ms, exc = entry
             try:
                 if exc is not None:

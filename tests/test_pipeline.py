@@ -285,6 +285,39 @@ def test_an_error_with_several_requests_in_flight_ends_the_run(multi_engine, vid
     assert pipe.ring.free_count == len(pipe.ring)
 
 
+class _InterruptedAfterTaking(dict):
+    """Results whose first pop() takes the frame and then raises, as a Ctrl-C landing right after it would."""
+
+    fired = False
+
+    def pop(self, key, *default):
+        value = super().pop(key, *default)
+        if not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
+        return value
+
+
+def test_an_interrupt_right_after_a_frame_is_taken_still_ends_the_run(engine_for, video_path):
+    source = open_source(video_path("store-aisle"))
+    pipe = Pipeline(source, engine_for(source.width, source.height), mode="throughput", loop=True)
+    pipe._results = _InterruptedAfterTaking()
+    outcome = []
+
+    def run():
+        try:
+            pipe.run()
+        except KeyboardInterrupt:
+            outcome.append("interrupted")
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    runner.join(timeout=60)
+    source.close()
+    assert not runner.is_alive(), "the run hung after the interrupt"
+    assert outcome == ["interrupted"] and pipe.stop_reason == "interrupted"
+
+
 def test_a_sink_error_ends_the_run_and_is_raised(engine_for, video_path):
     source = open_source(video_path("store-aisle"))
 
