@@ -84,7 +84,7 @@ def _check_physical(core: Core, name: str, available: list, have: str) -> None:
     upper = [d.upper() for d in available]
     if name.upper() in upper or (("." not in name) and any(d.startswith(name.upper() + ".") for d in upper)):
         return
-    if family == "GPU" and name.upper() == "GPU.0" and "GPU" in upper:  # a lone GPU is listed as "GPU"
+    if name.upper() == family + ".0" and family in upper:  # a lone GPU (or NPU) is listed without its ".0"
         return
     raise EngineError(f"device {name} is not available on this machine (it has: {have}); "
                       f"use --device-name {available[0] if available else 'CPU'} or AUTO")
@@ -105,7 +105,7 @@ def _check_myriad(core: Core, available: list, have: str) -> None:
                               "registered): install the OpenVINO 2022.3 runtime archive that includes it (the "
                               "PyPI wheel does not), e.g. the Raspberry Pi archive, and source its setupvars.sh; "
                               f"this machine has: {have}") from None
-        if "load" in str(exc).lower():  # e.g. "Cannot load library 'libopenvino_intel_myriad_plugin.so'"
+        if "cannot load library" in str(exc).lower():  # "Cannot load library 'libopenvino_intel_myriad_plugin.so'"
             raise EngineError(f"the MYRIAD plugin is registered but does not load ({_first_line(exc)}): source "
                               "the 2022.3 runtime archive's setupvars.sh in this shell (it sets LD_LIBRARY_PATH) "
                               f"and install libusb-1.0-0; this machine has: {have}") from None
