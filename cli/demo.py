@@ -115,7 +115,7 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
             try:
                 engine = stack.enter_context(open_engine(server=server, model=model, device=device_name,
                                                          precision=precision, input_height=input_height,
-                                                         mode=mode, progress=_download_progress))
+                                                         mode=mode, progress=_download_progress()))
                 # left after the sinks and the store: SIGTERM stays handled while they finish their files
                 stack.enter_context(exit_on_sigterm())
                 sinks = []
@@ -149,6 +149,8 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
         if pipe is None:
             raise
         interrupted = exc
+    except expected as exc:  # a sink failing as it closes (a full disk on the last write of --json/--output)
+        failures.append(exc)
     if pipe is not None:
         click.echo(_summary(pipe.stats(), source, engine_text))
     if failures:
@@ -170,14 +172,20 @@ def _close_store(store, failures: list) -> None:
             failures.append(store.error)
 
 
-def _download_progress(done: int, total) -> None:
-    """The model's first-use download: say what is fetched, then a bar (pose_fast.model.print_progress)."""
+def _download_progress():
+    """A progress callback for the model's first-use download: says once what is fetched, then draws a bar."""
     from pose_fast.model import print_progress
 
-    if done and not getattr(_download_progress, "announced", False):
-        _download_progress.announced = True
-        click.echo("downloading the model human-pose-estimation-0001 (first use; cached afterwards)", err=True)
-    print_progress(done, total)
+    announced = False
+
+    def progress(done: int, total) -> None:
+        nonlocal announced
+        if done and not announced:
+            announced = True
+            click.echo("downloading the model human-pose-estimation-0001 (first use; cached afterwards)", err=True)
+        print_progress(done, total)
+
+    return progress
 
 
 def _one_line(exc: BaseException) -> str:

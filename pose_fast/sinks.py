@@ -192,10 +192,17 @@ class JsonlSink(Sink):
         for person, pid in zip(people, ids):
             person["id"] = int(pid)
         record = {"index": int(result.index), "timestamp": iso_utc(result.timestamp), "people": people}
-        self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self._file.flush()  # readable while the run goes on (tail -f)
+        try:
+            self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._file.flush()  # readable while the run goes on (tail -f)
+        except OSError as exc:
+            raise SinkError(f"cannot write JSON file {self.path}: {exc.strerror}; free some space or choose "
+                            f"another --json file") from None
         self.frames += 1
 
     def close(self) -> None:
         if not self._file.closed:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError as exc:
+                raise SinkError(f"cannot write JSON file {self.path}: {exc.strerror}") from None

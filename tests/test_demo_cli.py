@@ -180,6 +180,12 @@ def _limited_demo(env, tmp_path, *args):
                           env=dict(env, XDG_CACHE_HOME=str(cache)), capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (a device that is always full)")
+def test_a_full_disk_under_the_json_file_is_one_line(env, video_path):
+    proc = demo(env, "-i", video_path("store-aisle"), "--no-show", "--no-db", "--limit", 3, "--json", "/dev/full")
+    _assert_one_line_error(proc, "cannot write JSON file /dev/full: No space left on device")
+
+
 def _refused_write(db) -> str:
     """What the demo says when a write is refused. RLIMIT_FSIZE makes write() fail with EFBIG, which SQLite reports
     as an I/O error (a real full disk, ENOSPC, it reports as SQLITE_FULL on every apsw); an apsw with
