@@ -305,8 +305,9 @@ def plan_units(frames: int, precisions: int, events: bool = True, server: bool =
 
 
 def stream_units(frames: int) -> int:
-    """Frames pushed by the streams measurement: local 1×N, 1 stream, the server alone 4N, 4 streams, 2 streams."""
-    return frames * (1 + 1 + max(STREAMS) + max(STREAMS) + 2)
+    """Frames pushed by the streams measurement: local 1×N, every stream count's streams × N, and the server
+    alone max(STREAMS)×N."""
+    return frames * (1 + sum(STREAMS) + max(STREAMS))
 
 
 def decode_units(frames: int) -> int:
@@ -479,14 +480,12 @@ def _measure_decoders(outputs: list, frame_size: tuple, count: int, progress: Pr
     from .decode import BACKEND, BACKENDS, Decoder, available_backends
 
     found = available_backends()
-    steps = 0
     rows, skipped, decoders = [], [], {}
     inputs = [(h, p, frame_size) for h, p in outputs]
     for name in BACKENDS:
         if name not in found:
             skipped.append({"name": name, "reason": f"the {name} backend does not import on this machine"})
             progress(f"decode {name}", 1)
-            steps += 1
             continue
         progress(f"decode {name}", 0)
         decoder = decoders[name] = Decoder(backend=name)
@@ -494,7 +493,6 @@ def _measure_decoders(outputs: list, frame_size: tuple, count: int, progress: Pr
         people = sum(len(decoder(h, p, frame_size=frame_size)) for h, p in outputs)
         times = _time_calls(decoder, inputs, count)
         progress(f"decode {name}", 1)
-        steps += 1
         rows.append(_row(name, "pose_fast", times, people, default=name == BACKEND))
     peer, reason = peer_decoder()
     parts = []
@@ -508,16 +506,12 @@ def _measure_decoders(outputs: list, frame_size: tuple, count: int, progress: Pr
         times, parts = _time_peer(peer, outputs, frame_size, count)
         progress("decode peer", 2)
         rows.append(_row("peer", PEER_KIND, times, people))
-    steps += 2
     crowd = _measure_crowd(outputs, frame_size, count, decoders, peer, progress)
-    steps += len(BACKENDS) + 1
     numba = {"this_process": numba_here, "fresh_process": None}
     if "numba" in found:
         progress("numba compile (fresh process)", 0)
         numba["fresh_process"] = _numba_first_call_fresh(tmp)
     progress("numba compile (fresh process)", 1)
-    steps += 1
-    progress("decode", max(0, DECODE_STEPS - 1 - steps))  # the plan's units (numba's first call here was one)
     return {"frames": len(outputs), "calls_per_backend": count, "frame_size": list(frame_size),
             "heatmap_size": [int(outputs[0][0].shape[2]), int(outputs[0][0].shape[1])],
             "backends": rows, "skipped": skipped, "peer_parts": parts, "crowd": crowd, "numba_first_call": numba}
