@@ -1,6 +1,7 @@
 """Fixtures shared by tests/ and bench/: the real model, the real videos, a CPU engine per frame size."""
 from __future__ import annotations
 
+import collections
 import os
 from pathlib import Path
 
@@ -97,3 +98,30 @@ def engine_for(model_xml):
     yield get
     for engine in engines.values():
         engine.close()
+
+
+class EncodeCounter:
+    """Counts ``cv2.imencode`` calls per frame a broadcaster got: ``counts[n]`` is how often its n-th frame was
+    encoded (the pipeline writes frames one at a time, so ``broadcaster().frames`` names the one being encoded)."""
+
+    def __init__(self, monkeypatch, broadcaster):
+        import cv2
+
+        self.calls = []
+        real = cv2.imencode
+
+        def imencode(*args, **kwargs):
+            self.calls.append(broadcaster().frames)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(cv2, "imencode", imencode)
+
+    @property
+    def counts(self) -> collections.Counter:
+        return collections.Counter(self.calls)
+
+
+@pytest.fixture
+def count_encodes(monkeypatch):
+    """``count_encodes(lambda: broadcaster)`` -> :class:`EncodeCounter`, undone after the test."""
+    return lambda broadcaster: EncodeCounter(monkeypatch, broadcaster)

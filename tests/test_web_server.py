@@ -17,7 +17,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_webapp import EncodeCounter  # tests/ is on sys.path
 
 from cli.web import make_server
 from webapp import create_app
@@ -131,10 +130,10 @@ def get_json(url):
 
 
 def test_concurrent_readers_and_a_slow_one_all_get_frames_and_the_pipeline_stops_after_the_last(served,
-                                                                                             monkeypatch):
+                                                                                             count_encodes):
     base, port, app = served(backlog_bytes=64 * 1024)
     manager = app.extensions["pose_fast_streams"]
-    encoded = EncodeCounter(monkeypatch, lambda: manager.stream("demo", "CPU").broadcaster)
+    encoded = count_encodes(lambda: manager.stream("demo", "CPU").broadcaster)
     query = "source=demo&device-name=CPU"
     slow = MjpegReader(port, query, want=12, delay=0.25, rcvbuf=4096)
     fast = [MjpegReader(port, query, want=40) for _ in range(3)]

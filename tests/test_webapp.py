@@ -44,25 +44,6 @@ def make_app(tmp_path, model_xml, video_path):
         app.extensions["pose_fast_streams"].close()
 
 
-class EncodeCounter:
-    """Counts ``cv2.imencode`` calls per frame a broadcaster got: ``counts[n]`` is how often its n-th frame was
-    encoded (the pipeline writes frames one at a time, so ``broadcaster().frames`` names the one being encoded)."""
-
-    def __init__(self, monkeypatch, broadcaster):
-        self.calls = []
-        real = cv2.imencode
-
-        def imencode(*args, **kwargs):
-            self.calls.append(broadcaster().frames)
-            return real(*args, **kwargs)
-
-        monkeypatch.setattr(cv2, "imencode", imencode)
-
-    @property
-    def counts(self) -> collections.Counter:
-        return collections.Counter(self.calls)
-
-
 def read_parts(response, count):
     """The first ``count`` JPEGs of a streamed MJPEG response (parsed by the boundary, like a browser)."""
     data = b""
@@ -203,10 +184,10 @@ def test_a_device_that_cannot_load_the_model_is_a_visible_error(make_app, tmp_pa
 
 
 # -- streams on the real model ---------------------------------------------------------------------------------------
-def test_video_feed_streams_annotated_jpegs_and_stops_after_the_last_viewer(make_app, monkeypatch):
+def test_video_feed_streams_annotated_jpegs_and_stops_after_the_last_viewer(make_app, count_encodes):
     app = make_app()
     manager = app.extensions["pose_fast_streams"]
-    encoded = EncodeCounter(monkeypatch, lambda: manager.stream("demo", "CPU").broadcaster)
+    encoded = count_encodes(lambda: manager.stream("demo", "CPU").broadcaster)
     client = app.test_client()
     response = client.get("/video_feed?source=demo&device-name=CPU", buffered=False)
     assert response.status_code == 200
@@ -395,10 +376,10 @@ def _result(frame, index):
                        timings={}, fps=5.0, inference_ms=100.0, people=0)
 
 
-def test_broadcaster_encodes_once_per_frame_only_while_watched_and_slow_viewers_skip(read_frames, monkeypatch):
+def test_broadcaster_encodes_once_per_frame_only_while_watched_and_slow_viewers_skip(read_frames, count_encodes):
     frames = read_frames("store-aisle", count=6)
     b = MjpegBroadcaster(quality=70)
-    encoded = EncodeCounter(monkeypatch, lambda: b)
+    encoded = count_encodes(lambda: b)
     b.write(_result(frames[0], 0))
     assert encoded.calls == [] and b.jpeg is None  # nobody watches: no encode
     for _ in range(3):
