@@ -81,16 +81,40 @@ def read_frames(video_path):
 
 
 @pytest.fixture(scope="session")
+def native_cpu_precisions() -> tuple:
+    """The CPU precisions (``Engine(cpu_precision=...)``) this host computes natively: f32, and bf16 on CPUs with
+    AVX-512 BF16 or AMX, unless ``ONEDNN_MAX_CPU_ISA`` caps the kernels below them (OpenVINO still offers bf16
+    there, and returns NaN)."""
+    from pose_fast._ov import Core
+
+    found = ["f32"]
+    capped = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if "BF16" in Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES") and (
+            not capped or capped == "ALL" or "BF16" in capped or "AMX" in capped):
+        found.append("bf16")
+    return tuple(found)
+
+
+@pytest.fixture(params=["f32", "bf16"])
+def cpu_precision(request, native_cpu_precisions) -> str:
+    """Each CPU precision in turn; bf16 is skipped on hosts that do not compute it natively."""
+    if request.param not in native_cpu_precisions:
+        pytest.skip(f"this CPU does not compute {request.param} natively")
+    return request.param
+
+
+@pytest.fixture(scope="session")
 def engine_for(model_xml):
-    """``engine_for(w, h, mode="latency")`` -> a prepared CPU Engine for that frame size, shared per session."""
-    from pose_fast.engine import Engine
+    """``engine_for(w, h, mode="latency", cpu_precision="f32")`` -> a prepared CPU Engine for that frame size,
+    shared per session."""
+    from pose_fast.engine import DEFAULT_CPU_PRECISION, Engine
 
     engines = {}
 
-    def get(width: int, height: int, mode: str = "latency"):
-        key = (width, height, mode)
+    def get(width: int, height: int, mode: str = "latency", cpu_precision: str = DEFAULT_CPU_PRECISION):
+        key = (width, height, mode, cpu_precision)
         if key not in engines:
-            engine = Engine(model=model_xml, device="CPU", mode=mode)
+            engine = Engine(model=model_xml, device="CPU", mode=mode, cpu_precision=cpu_precision)
             engine.prepare(width, height)
             engines[key] = engine
         return engines[key]

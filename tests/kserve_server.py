@@ -174,7 +174,8 @@ def main(argv=None) -> int:
             if self.dynamic_width and model.inputs[0].get_partial_shape().rank.get_length() == 4:
                 shape = model.inputs[0].get_partial_shape()
                 model.reshape({model.inputs[0].get_any_name(): ov.PartialShape([1, 3, shape[2], -1])})
-            config = {"PERFORMANCE_HINT": "THROUGHPUT"}
+            # f32 as pose_fast's local engine computes (OpenVINO picks bf16 by itself on AVX-512 BF16 and AMX CPUs)
+            config = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": "f32"}
             if self.streams:
                 config["NUM_STREAMS"] = str(self.streams)
             self.compiled = core.compile_model(model, "CPU", config)

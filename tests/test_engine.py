@@ -172,7 +172,26 @@ def test_bad_frames_are_refused(engine_for, frame, message):
     ({"mode": "fast"}, "unknown mode"),
     ({"num_requests": 0}, "at least 1"),
     ({"input_height": 250}, "multiple of 8"),
+    ({"cpu_precision": "f16"}, "unknown CPU precision 'f16': use f32 or bf16"),
 ])
 def test_bad_settings_are_refused(model_xml, kwargs, message):
     with pytest.raises(EngineError, match=message):
         Engine(model=model_xml, **kwargs)
+
+
+def _cpu_precision(engine) -> str:
+    """What the CPU plugin was set to compute in: "f32" or "bf16" (OpenVINO prints a Type or a string)."""
+    text = str(engine.core.get_property("CPU", _ov.INFERENCE_PRECISION)).lower()
+    return "bf16" if "bf" in text else "f32" if "32" in text else text
+
+
+@pytest.mark.parametrize("device", ["CPU", "AUTO"])
+def test_the_cpu_computes_in_f32_unless_asked(model_xml, device, native_cpu_precisions):
+    """f32 by default, also under AUTO (OpenVINO would pick bf16 by itself on AVX-512 BF16 and AMX CPUs)."""
+    with Engine(model=model_xml, device=device) as engine:
+        engine.prepare(480, 270)
+        assert _cpu_precision(engine) == "f32"
+    if "bf16" in native_cpu_precisions:
+        with Engine(model=model_xml, device=device, cpu_precision="bf16") as engine:
+            engine.prepare(480, 270)
+            assert _cpu_precision(engine) == "bf16"
