@@ -76,9 +76,10 @@ def test_backends_agree_with_the_reference(names, data, params, frame):
         assert len(poses) == len(reference), name
         np.testing.assert_allclose(poses.keypoints, reference.keypoints, rtol=0, atol=1e-4, err_msg=name)
         np.testing.assert_allclose(poses.scores, reference.scores, rtol=1e-6, atol=1e-6, err_msg=name)
-        # what the peer guarantees for every person
+        # what the peer guarantees for every person: a limb at least. (min_keypoints compares the peer's count,
+        # which counts a keypoint that a later connection overwrites twice: a person may show fewer.)
         seen = poses.keypoints[..., 2] > 0
-        assert np.all(seen.sum(axis=1) >= params.get("min_keypoints", 3))
+        assert np.all(seen.sum(axis=1) >= 2)
         assert np.all(poses.keypoints[~seen] == 0)
 
 
