@@ -8,6 +8,7 @@ import sys
 import click
 
 from cli.errors import UserError
+from pose_fast.people import MIN_KEYPOINTS, MIN_POSE_SCORE, PersonFilter
 
 MODES = ("latency", "throughput")
 
@@ -70,8 +71,12 @@ def _has_display() -> bool:
 @click.option("--no-db", is_flag=True, help="Record no events (and draw order numbers instead of track ids).")
 @click.option("--server", default=None, envvar="POSE_FAST_SERVER",
               help="Remote engine, grpc://host:port[/model] (env POSE_FAST_SERVER).")
+@click.option("--min-pose-score", default=MIN_POSE_SCORE, show_default=True, type=click.FloatRange(min=0),
+              help="Lowest pose score that counts as a person; poses below it (or with fewer than "
+                   f"{MIN_KEYPOINTS} keypoints) are fragments: drawn faintly, not counted, tracked or exported.")
+@click.option("--keep-fragments", is_flag=True, help="Also write the fragments to --json (as \"fragments\").")
 def demo(device_name, video_url, precision, model, input_height, mode, output, json_path, no_show, loop, limit,
-         db, no_db, server):
+         db, no_db, server, min_pose_score, keep_fragments):
     """Show poses over a camera, a video file or a stream.
 
     In the window, q or Esc quits and space pauses. At the end a summary gives frames, mean FPS and per-stage
@@ -93,11 +98,11 @@ def demo(device_name, video_url, precision, model, input_height, mode, output, j
         if mode is None:
             mode = "latency" if source.live else "throughput"
         _run(source, device_name, precision, model, input_height, mode, output, json_path, no_show, loop, limit,
-             db, no_db, server)
+             db, no_db, server, PersonFilter(min_pose_score), keep_fragments)
 
 
 def _run(source, device_name, precision, model, input_height, mode, output, json_path, no_show, loop, limit, db,
-         no_db, server):
+         no_db, server, person_filter, keep_fragments):
     from pose_fast.engine import EngineError, open_engine
     from pose_fast.events import EventRecorder, EventStore, EventStoreError, exit_on_sigterm, resolve_db_path
     from pose_fast.frames import SourceError
@@ -120,7 +125,7 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
                 stack.enter_context(exit_on_sigterm())
                 sinks = []
                 if json_path:
-                    sinks.append(stack.enter_context(JsonlSink(json_path)))
+                    sinks.append(stack.enter_context(JsonlSink(json_path, fragments=keep_fragments)))
                 if output:
                     sinks.append(stack.enter_context(VideoSink(output, fps=source.fps)))
                 if not no_show:
@@ -139,7 +144,8 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
                     bar = stack.enter_context(click.progressbar(length=total, label="frames", file=sys.stderr,
                                                                 show_pos=True, show_eta=True))
                     sinks.append(_Progress(bar))
-                pipe = Pipeline(source, engine, tracker=tracker, sinks=sinks, mode=mode, limit=limit, loop=loop)
+                pipe = Pipeline(source, engine, tracker=tracker, sinks=sinks, mode=mode, limit=limit, loop=loop,
+                                person_filter=person_filter)
                 if hasattr(engine, "describe"):
                     engine_text = engine.describe()
                 pipe.run()

@@ -85,9 +85,12 @@ def _check_server(url: str) -> None:
               help="Network input height, a multiple of 8 (default 256; lower is faster, less accurate).")
 @click.option("--server", default=None, metavar="URL",
               help="Remote inference server, grpc://host:port[/model] (env POSE_FAST_SERVER; default in-process).")
+@click.option("--min-pose-score", default=None, type=click.FloatRange(min=0),
+              help="Lowest pose score that counts as a person (default 10, env POSE_FAST_MIN_POSE_SCORE); "
+                   "fragments below it are drawn faintly, not counted or recorded.")
 @click.option("--threads", default=THREADS, show_default=True, type=click.IntRange(10, 1000),
               help="Server threads; each watching browser holds one (at most threads - 8 viewers).")
-def web(host, port, demo_video, camera, db, device_name, model, input_height, server, threads):
+def web(host, port, demo_video, camera, db, device_name, model, input_height, server, min_pose_score, threads):
     """Serve the live pose view, the camera/demo toggle and /detections.
 
     Open the printed URL in a browser. ?device-name=CPU|GPU|MYRIAD|AUTO picks the inference device; the page
@@ -101,7 +104,7 @@ def web(host, port, demo_video, camera, db, device_name, model, input_height, se
         config["MAX_VIEWERS"] = threads - 8  # the other threads serve the page, /stats and /detections
     for key, value in (("HOST", host), ("PORT", port), ("DEMO_VIDEO", demo_video), ("CAMERA", camera),
                        ("DATABASE", db), ("DEVICE", device_name), ("MODEL", model),
-                       ("INPUT_HEIGHT", input_height), ("SERVER", server)):
+                       ("INPUT_HEIGHT", input_height), ("SERVER", server), ("MIN_POSE_SCORE", min_pose_score)):
         if value is not None:
             config[key] = value
     if demo_video is not None:

@@ -34,6 +34,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from .frames import FrameRing, FrameSlot, FrameSource, SourceError
+from .people import PersonFilter
 from .poses import Poses
 from .render import Renderer, order_numbers
 from .sinks import StopPipeline
@@ -56,7 +57,8 @@ class PipelineError(RuntimeError):
 @dataclass
 class FrameResult:
     """One processed frame, handed to every sink in order. ``frame`` is the annotated ring slot: valid only during
-    ``write()``; copy or encode it there, keep no reference."""
+    ``write()``; copy or encode it there, keep no reference. ``poses`` are the people (``people`` of them);
+    ``fragments`` the decoded poses that are not (see :mod:`pose_fast.people`)."""
 
     index: int
     timestamp: float
@@ -70,6 +72,7 @@ class FrameResult:
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     slot: Optional[FrameSlot] = None
     sequence: int = 0
+    fragments: Poses = field(default_factory=Poses.empty)
 
 
 class _Series:
@@ -128,11 +131,15 @@ class Pipeline:
         Restart files at their end (until ``limit`` or :meth:`stop`).
     ring_size : int, optional
         Slots in the frame ring; default: requests in flight + 4.
+    person_filter : PersonFilter, optional
+        Which decoded poses are people (counted, tracked, passed on as ``poses``); the others are drawn faintly
+        and passed on as ``fragments``. Default ``PersonFilter()``.
     """
 
     def __init__(self, source: FrameSource, engine, decoder=None, tracker=None, sinks: Sequence = (),
                  mode: str = "throughput", renderer: Optional[Renderer] = None, limit: Optional[int] = None,
-                 loop: bool = False, ring_size: Optional[int] = None):
+                 loop: bool = False, ring_size: Optional[int] = None,
+                 person_filter: Optional[PersonFilter] = None):
         if mode not in MODES:
             raise PipelineError(f"unknown mode {mode!r}: use latency or throughput")
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -143,6 +150,7 @@ class Pipeline:
         self.sinks = list(sinks)
         self.mode = mode
         self.renderer = Renderer() if renderer is None else renderer
+        self.person_filter = PersonFilter() if person_filter is None else person_filter
         self.limit = limit
         self.loop = bool(loop)
         self._user_decoder = decoder
@@ -508,18 +516,18 @@ class Pipeline:
 
     def _deliver_one(self, seq: int, slot: FrameSlot, poses: Optional[Poses], infer_ms: float,
                      decode_ms: float) -> None:
-        track_ids = None
         status = getattr(self.engine, "status_message", "") or None
         if poses is None:  # dropped by the engine: shown without people; the tracker skips it (no false exits)
             self.engine_dropped += 1
-            poses = Poses.empty()
+            poses = fragments = Poses.empty()
             labels = np.zeros(0, np.int64)
-            track_ids = None if self.tracker is None else np.zeros(0, np.int64)
-        elif self.tracker is not None:
-            track_ids = np.asarray(self.tracker.update(poses, slot.frame_index, slot.timestamp))
-            labels = track_ids
+            track_ids = None if self.tracker is None else labels
         else:
-            labels = order_numbers(poses.keypoints)
+            poses, fragments = self.person_filter.split(poses)
+            if self.tracker is not None:
+                track_ids = labels = np.asarray(self.tracker.update(poses, slot.frame_index, slot.timestamp))
+            else:
+                track_ids, labels = None, order_numbers(poses.keypoints)
         now = time.perf_counter()
         self._recent.append(now)
         fps = self._fps()
@@ -527,13 +535,13 @@ class Pipeline:
         start = time.perf_counter()
         if self.renderer:
             self.renderer.draw(slot.array, poses, labels, inference_ms=infer_ms, fps=fps, people=people,
-                               status=status)
+                               status=status, fragments=fragments)
         done = time.perf_counter()
         timings = {"capture": slot.capture_ms, "inference": infer_ms, "decode": decode_ms,
                    "render": (done - start) * 1000.0, "latency": (done - slot.captured_at) * 1000.0}
         result = FrameResult(index=slot.frame_index, timestamp=slot.timestamp, frame=slot.array, poses=poses,
                              track_ids=track_ids, timings=timings, fps=fps, inference_ms=infer_ms, people=people,
-                             labels=labels, slot=slot, sequence=seq)
+                             labels=labels, slot=slot, sequence=seq, fragments=fragments)
         self._series.add(timings)
         self.frames += 1
         self.people_total += people

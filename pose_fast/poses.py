@@ -36,6 +36,10 @@ class Poses:
     def __len__(self) -> int:
         return int(self.keypoints.shape[0])
 
+    def select(self, which) -> Poses:
+        """The people picked by ``which`` (a boolean mask or indices), as new arrays."""
+        return Poses(self.keypoints[which], self.scores[which])
+
     def to_coco17(self) -> np.ndarray:
         """Keypoints as (P, 17, 3) in COCO order (the neck is dropped)."""
         return self.keypoints[:, COCO17_FROM_BODY18, :]

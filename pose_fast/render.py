@@ -25,6 +25,7 @@ KEYPOINT_COLORS = tuple(
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _WHITE = (255, 255, 255)
+_FRAGMENT = (150, 150, 150)  # fragments (poses that are not people): thin grey lines, no number
 
 
 def order_numbers(keypoints: np.ndarray, threshold: float = 0.0) -> np.ndarray:
@@ -75,7 +76,7 @@ class Renderer:
 
     def draw(self, frame: np.ndarray, poses, labels: Optional[Sequence[int]] = None, *,
              inference_ms: Optional[float] = None, fps: Optional[float] = None,
-             people: Optional[int] = None, status: Optional[str] = None) -> np.ndarray:
+             people: Optional[int] = None, status: Optional[str] = None, fragments=None) -> np.ndarray:
         """Draw ``poses`` on ``frame`` (modified in place and returned).
 
         Parameters
@@ -91,6 +92,8 @@ class Renderer:
             People count for the header; default ``len(poses)``.
         status : str, optional
             A problem to show first in the header (e.g. the remote engine's ``status_message``).
+        fragments : pose_fast.poses.Poses, optional
+            Poses that are not people (:mod:`pose_fast.people`): drawn faintly, without a number, not counted.
         """
         if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError("frame must be an H x W x 3 uint8 BGR image")
@@ -101,18 +104,11 @@ class Renderer:
         elif len(labels) != count:
             raise ValueError(f"{len(labels)} labels for {count} people")
         size = self._scaled(frame.shape[0])
-        thr = self.keypoint_threshold
+        if fragments is not None:
+            for kp in fragments.keypoints:
+                self._skeleton(frame, kp, 1, max(1, size["radius"] // 2), faint=True)
         for p in range(count):
-            kp = keypoints[p]
-            vis = kp[:, 2] > thr
-            pts = np.round(kp[:, :2]).astype(np.int32)
-            for i, (a, b) in enumerate(DRAWN_LIMBS):
-                if vis[a] and vis[b]:
-                    cv2.line(frame, (int(pts[a, 0]), int(pts[a, 1])), (int(pts[b, 0]), int(pts[b, 1])),
-                             LIMB_COLORS[i], size["line"], cv2.LINE_AA)
-            for k in np.flatnonzero(vis):
-                cv2.circle(frame, (int(pts[k, 0]), int(pts[k, 1])), size["radius"], KEYPOINT_COLORS[k], -1,
-                           cv2.LINE_AA)
+            self._skeleton(frame, keypoints[p], size["line"], size["radius"])
         if self.numbers:
             for p in range(count):
                 if int(labels[p]) >= 0:
@@ -127,6 +123,17 @@ class Renderer:
             parts.append(f"{shown} {'person' if shown == 1 else 'people'}")
             self._header(frame, "  ".join(parts), size)
         return frame
+
+    def _skeleton(self, frame, kp, line: int, radius: int, faint: bool = False) -> None:
+        vis = kp[:, 2] > self.keypoint_threshold
+        pts = np.round(kp[:, :2]).astype(np.int32)
+        for i, (a, b) in enumerate(DRAWN_LIMBS):
+            if vis[a] and vis[b]:
+                cv2.line(frame, (int(pts[a, 0]), int(pts[a, 1])), (int(pts[b, 0]), int(pts[b, 1])),
+                         _FRAGMENT if faint else LIMB_COLORS[i], line, cv2.LINE_AA)
+        for k in np.flatnonzero(vis):
+            cv2.circle(frame, (int(pts[k, 0]), int(pts[k, 1])), radius, _FRAGMENT if faint else KEYPOINT_COLORS[k],
+                       -1, cv2.LINE_AA)
 
     def _label(self, frame, kp, text, size) -> None:
         vis = kp[:, 2] > self.keypoint_threshold

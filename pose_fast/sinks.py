@@ -175,11 +175,13 @@ class VideoSink(Sink):
 class JsonlSink(Sink):
     """One JSON object per frame: ``{"index", "timestamp" (ISO-8601 UTC, Z), "people": [{"id", "keypoints"
     (18 × [x, y, score]), "score"}]}``. ``id`` is the track id (-1 while not yet born) or, without a tracker, the
-    person's order number 1..P left to right.
+    person's order number 1..P left to right. With ``fragments=True`` each object also has ``"fragments"``: the
+    decoded poses that are not people (:mod:`pose_fast.people`), as ``{"keypoints", "score"}``.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, fragments: bool = False):
         self.path = _check_output_path(path, "JSON file")
+        self.fragments = bool(fragments)
         try:
             self._file = open(self.path, "w", encoding="utf-8")
         except OSError as exc:
@@ -192,6 +194,8 @@ class JsonlSink(Sink):
         for person, pid in zip(people, ids):
             person["id"] = int(pid)
         record = {"index": int(result.index), "timestamp": iso_utc(result.timestamp), "people": people}
+        if self.fragments:
+            record["fragments"] = result.fragments.to_list()
         try:
             self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
             self._file.flush()  # readable while the run goes on (tail -f)

@@ -90,6 +90,28 @@ def test_json_and_output_video(env, video_path, tmp_path):
     assert written[0][:12, :80].mean() < first[:12, :80].mean() - 5 or first[:12, :80].mean() < 10
 
 
+
+def test_min_pose_score_moves_poses_to_the_fragments(env, video_path, tmp_path):
+    """people-walking.mp4 (two walkers, whole bodies, pose scores of 160-500): raising --min-pose-score to 300
+    turns the weaker poses into fragments, which --keep-fragments writes beside the people; the summary counts
+    people only."""
+    default, high = tmp_path / "default.jsonl", tmp_path / "high.jsonl"
+    _assert_clean_exit(demo(env, "-i", video_path("people-walking"), "--no-show", "--no-db", "--json", default,
+                            "--keep-fragments"))
+    proc = demo(env, "-i", video_path("people-walking"), "--no-show", "--no-db", "--json", high,
+                "--keep-fragments", "--min-pose-score", "300")
+    _assert_clean_exit(proc)
+    for low, strict in zip(_lines(default), _lines(high)):
+        everyone = sorted(p["score"] for p in low["people"] + low["fragments"])
+        assert sorted(p["score"] for p in strict["people"] + strict["fragments"]) == everyone  # nothing lost
+        assert all(p["score"] >= 300 for p in strict["people"])
+        assert all(p["score"] < 300 for p in strict["fragments"] if sum(k[2] > 0 for k in p["keypoints"]) >= 4)
+    assert sum(len(r["fragments"]) for r in _lines(high)) > sum(len(r["fragments"]) for r in _lines(default))
+    most = max(len(r["people"]) for r in _lines(high))
+    assert f"up to {most} people" in proc.stdout
+    bad = demo(env, "-i", video_path("people-walking"), "--no-show", "--no-db", "--min-pose-score", "-1")
+    assert bad.returncode == 2 and "--min-pose-score" in bad.stderr and "Traceback" not in bad.stderr
+
 def test_limit(env, video_path, tmp_path):
     jsonl = tmp_path / "five.jsonl"
     proc = demo(env, "-i", video_path("store-aisle"), "--no-show", "--no-db", "--json", jsonl, "--limit", 5)

@@ -47,6 +47,20 @@ def test_limbs_and_keypoints_in_their_colours():
         assert tuple(int(v) for v in frame[y, x]) == KEYPOINT_COLORS[k]
 
 
+def test_fragments_are_thin_grey_lines_without_a_number():
+    frame = np.zeros((540, 960, 3), np.uint8)
+    person, fragment = _person(200, 100, scale=2.5), _person(700, 100, scale=2.5)
+    fragment[5:, 2] = 0  # nose, neck, right arm: what a split leaves
+    Renderer(header=False).draw(frame, _poses(person), fragments=_poses(fragment))
+    right = frame[:, 600:]
+    colours = {tuple(int(v) for v in px) for px in right.reshape(-1, 3) if px.any()}
+    assert colours and all(len(set(c)) == 1 for c in colours), colours  # grey only (anti-aliased shades)
+    mid = ((fragment[2, :2] + fragment[3, :2]) / 2).round().astype(int)  # the upper arm
+    assert frame[mid[1], mid[0]].any()
+    assert not frame[mid[1], mid[0] + 3].any()  # one pixel thin, where a person's limb is three
+    assert frame[:, 200:560].any()  # the person, in colour, with its number
+
+
 def test_missing_keypoints_are_not_drawn():
     frame = np.zeros((270, 480, 3), np.uint8)
     kp = _person(200, 40)

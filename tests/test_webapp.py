@@ -212,6 +212,25 @@ def test_video_feed_streams_annotated_jpegs_and_stops_after_the_last_viewer(make
     assert len(encoded.calls) == stream.broadcaster.encodes
 
 
+def test_stats_count_the_one_signer_as_one_person(make_app, video_path):
+    """asl-walk.mkv at the default input height: /stats says 1 person on every frame it is asked about (the
+    decoder's fragments, as on bf16 hosts, are not people; see tests/test_people.py)."""
+    app = make_app(DEMO_VIDEO=str(video_path("asl-walk")), INPUT_HEIGHT=256)
+    client = app.test_client()
+    response = client.get("/video_feed?source=demo&device-name=CPU", buffered=False)
+    read_parts(response, 1)
+    seen = {}  # frame number -> people
+    deadline = time.monotonic() + 60
+    while len(seen) < 40 and time.monotonic() < deadline:
+        stats = client.get("/stats?source=demo&device-name=CPU").get_json()
+        assert stats["state"] == "running", stats
+        seen[stats["frames"]] = stats["people"]
+        time.sleep(0.02)
+    response.close()
+    assert len(seen) >= 40, seen  # forty different frames looked at
+    assert set(seen.values()) == {1}, seen
+
+
 def test_an_unread_response_still_unsubscribes_when_closed(make_app):
     app = make_app(STREAM_GRACE=60)
     manager = app.extensions["pose_fast_streams"]

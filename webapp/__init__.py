@@ -23,6 +23,8 @@ config key         environment                  meaning (default)
 ``DEFAULT_SOURCE`` ``POSE_FAST_SOURCE``         source when the URL names none (the camera if configured)
 ``SERVER``         ``POSE_FAST_SERVER``         remote engine ``grpc://host:port[/model]`` (none: in-process)
 ``MAX_VIEWERS``    ``POSE_FAST_MAX_VIEWERS``    MJPEG viewers at once, all streams (``24``; each holds a thread)
+``MIN_POSE_SCORE`` ``POSE_FAST_MIN_POSE_SCORE`` lowest pose score that counts as a person (``10``, see
+                                               :mod:`pose_fast.people`)
 =================  ===========================  ====================================================================
 """
 from __future__ import annotations
@@ -65,6 +67,7 @@ _ENV = {
     "DEFAULT_SOURCE": "POSE_FAST_SOURCE",
     "SERVER": "POSE_FAST_SERVER",
     "MAX_VIEWERS": "POSE_FAST_MAX_VIEWERS",
+    "MIN_POSE_SCORE": "POSE_FAST_MIN_POSE_SCORE",
 }
 _NONE = ("", "none", "off", "no", "false", "-1")
 
@@ -75,6 +78,7 @@ class ConfigError(ValueError):
 
 def _defaults() -> dict:
     from pose_fast.events import default_db_path
+    from pose_fast.people import MIN_POSE_SCORE
 
     return {
         "HOST": "127.0.0.1",
@@ -92,6 +96,7 @@ def _defaults() -> dict:
         "SERVER": None,
         "SNAPSHOT_TIMEOUT": 30.0,
         "MAX_VIEWERS": 24,
+        "MIN_POSE_SCORE": MIN_POSE_SCORE,
     }
 
 
@@ -138,6 +143,7 @@ def load_config(config: Optional[Mapping[str, Any]] = None, environ: Optional[Ma
     settings["JPEG_QUALITY"] = _number("JPEG_QUALITY", settings["JPEG_QUALITY"], int, 1, 100)
     settings["SNAPSHOT_TIMEOUT"] = _number("SNAPSHOT_TIMEOUT", settings["SNAPSHOT_TIMEOUT"], float, 0, 3600)
     settings["MAX_VIEWERS"] = _number("MAX_VIEWERS", settings["MAX_VIEWERS"], int, 1, 100000)
+    settings["MIN_POSE_SCORE"] = _number("MIN_POSE_SCORE", settings["MIN_POSE_SCORE"], float, 0, 1e6)
     settings["REALTIME"] = _flag("REALTIME", settings["REALTIME"])
     camera = settings["CAMERA"]
     if camera is None or str(camera).strip().lower() in _NONE:
@@ -178,7 +184,8 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
         demo_video=app.config["DEMO_VIDEO"], camera=app.config["CAMERA"], model=app.config["MODEL"],
         input_height=app.config["INPUT_HEIGHT"], database=app.config["DATABASE"] or None,
         grace=app.config["STREAM_GRACE"], realtime=app.config["REALTIME"], jpeg_quality=app.config["JPEG_QUALITY"],
-        server=app.config["SERVER"], max_viewers=app.config["MAX_VIEWERS"])
+        server=app.config["SERVER"], max_viewers=app.config["MAX_VIEWERS"],
+        min_pose_score=app.config["MIN_POSE_SCORE"])
     app.extensions["pose_fast_streams"] = manager
     ref = weakref.ref(manager)
     atexit.register(lambda: ref() is not None and ref().close(timeout=5))

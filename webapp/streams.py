@@ -398,12 +398,14 @@ class StreamManager:
         A remote engine (``grpc://...``), see :func:`pose_fast.engine.open_engine`.
     max_viewers : int
         Viewers of all streams together; one more gets a :class:`StreamError` (each holds a server thread).
+    min_pose_score : float
+        The lowest pose score that counts as a person (:class:`pose_fast.people.PersonFilter`).
     """
 
     def __init__(self, demo_video=None, camera: Optional[int] = 0, model=None, input_height: int = 256,
                  database=None, grace: float = 2.0, realtime: bool = True, jpeg_quality: int = 80,
                  server: Optional[str] = None, precision: Optional[str] = None, start_timeout: float = 120.0,
-                 max_viewers: int = 24):
+                 max_viewers: int = 24, min_pose_score: Optional[float] = None):
         self.demo_video = Path(demo_video) if demo_video else None
         self.camera = camera
         self.model = model
@@ -416,6 +418,7 @@ class StreamManager:
         self.precision = precision
         self.start_timeout = float(start_timeout)
         self.max_viewers = int(max_viewers)
+        self.min_pose_score = min_pose_score
         self._lock = threading.Lock()
         self._streams: Dict[Tuple[str, str], Stream] = {}
         self._last: Dict[Tuple[str, str], Stream] = {}  # the latest stream per key, also once ended
@@ -535,12 +538,15 @@ class StreamManager:
         return open_engine(server=self.server, **kwargs)
 
     def make_pipeline(self, stream: Stream, source, engine):
+        from pose_fast.people import MIN_POSE_SCORE, PersonFilter
         from pose_fast.pipeline import Pipeline
         from pose_fast.tracking import Tracker
 
         recorder = self._recorder(stream, source)
         tracker = Tracker(on_event=recorder)
-        return Pipeline(source, engine, tracker=tracker, sinks=[stream.broadcaster], mode="latency", loop=True)
+        people = PersonFilter(MIN_POSE_SCORE if self.min_pose_score is None else self.min_pose_score)
+        return Pipeline(source, engine, tracker=tracker, sinks=[stream.broadcaster], mode="latency", loop=True,
+                        person_filter=people)
 
     def _recorder(self, stream: Stream, source):
         if not self.database:
