@@ -1,5 +1,5 @@
 """`pose-fast demo` as a script: `python demo.py --help`."""
-from cli.main import run
+from pose_fast.cli.main import run
 
 if __name__ == "__main__":
     run("demo")

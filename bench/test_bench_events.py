@@ -13,7 +13,7 @@ import random
 import pytest
 
 from pose_fast.events import EventStore, format_timestamp, read_events
-from webapp.detections import create_detections_app
+from pose_fast.webapp.detections import create_detections_app
 
 T0 = 1_764_050_400.0
 SOURCES = ("camera 0", "store-aisle.mp4", "rtsp://door")

@@ -23,8 +23,8 @@ import time
 
 import pytest
 
-from cli.web import make_server
-from webapp import create_app
+from pose_fast.cli.web import make_server
+from pose_fast.webapp import create_app
 
 DRAIN = r"""
 import socket, sys, threading, time

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from cli.errors import UserError
+from .errors import UserError
 from pose_fast.benchreport import DEFAULT_FRAMES
 from pose_fast.model import PRECISIONS
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from cli.errors import UserError
+from .errors import UserError
 
 
 @click.command("create-db", context_settings={"help_option_names": ["-h", "--help"]})

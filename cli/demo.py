@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from cli.errors import UserError
+from .errors import UserError
 from pose_fast.people import MIN_KEYPOINTS, MIN_POSE_SCORE, PersonFilter
 
 MODES = ("latency", "throughput")

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from cli.errors import UserError
+from .errors import UserError
 from pose_fast import model
 from pose_fast.model import PRECISIONS, ModelError, print_progress
 

@@ -4,11 +4,11 @@ import importlib
 import click
 
 COMMANDS = {
-    "demo": ("cli.demo", "demo", "Show poses over a camera, file or stream."),
-    "web": ("cli.web", "web", "Serve the live view and the /detections API."),
-    "create-db": ("cli.db", "create_db", "Create or migrate the events database."),
-    "bench": ("cli.bench", "bench", "Measure inference, decoding and the pipeline; write a report."),
-    "fetch-model": ("cli.fetch", "fetch_model", "Download and verify the model files."),
+    "demo": (".demo", "demo", "Show poses over a camera, file or stream."),
+    "web": (".web", "web", "Serve the live view and the /detections API."),
+    "create-db": (".db", "create_db", "Create or migrate the events database."),
+    "bench": (".bench", "bench", "Measure inference, decoding and the pipeline; write a report."),
+    "fetch-model": (".fetch", "fetch_model", "Download and verify the model files."),
 }
 
 
@@ -22,7 +22,7 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module, attr, _ = COMMANDS[name]
-        return getattr(importlib.import_module(module), attr)
+        return getattr(importlib.import_module(module, __package__), attr)
 
     def format_commands(self, ctx, formatter):
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
@@ -39,7 +39,7 @@ def cli():
 def run(name, args=None):
     """Run one command as a program (the root scripts ``demo.py``, ``main.py``, ``create_db.py``)."""
     module, attr, _ = COMMANDS[name]
-    command = getattr(importlib.import_module(module), attr)
+    command = getattr(importlib.import_module(module, __package__), attr)
     command.main(args=args, prog_name=f"pose-fast {name}")
 
 

@@ -7,7 +7,7 @@ import os
 
 import click
 
-from cli.errors import UserError
+from .errors import UserError
 
 #: waitress worker threads: every MJPEG viewer holds one while it watches.
 THREADS = 32
@@ -97,7 +97,7 @@ def web(host, port, demo_video, camera, db, device_name, model, input_height, se
     offers the devices this machine has. Ctrl-C stops the server and commits the recorded events.
     """
     from pose_fast.events import exit_on_sigterm
-    from webapp import ConfigError, create_app
+    from pose_fast.webapp import ConfigError, create_app
 
     config = {}
     if not os.environ.get("POSE_FAST_MAX_VIEWERS"):

@@ -1,2 +1,45 @@
 """pose_fast: real-time multi-person 2D pose estimation on video with OpenVINO."""
-__version__ = "0.1.0"
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import sys
+from pathlib import Path
+
+
+class _CheckoutFrontEnds(importlib.abc.MetaPathFinder):
+    """In a source checkout the front ends sit beside the package (``cli/``, ``webapp/``); this finds them as
+    ``pose_fast.cli`` and ``pose_fast.webapp``, where an installed wheel has them inside the package."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def find_spec(self, fullname, path=None, target=None):
+        package, _, name = fullname.partition(".")
+        if package != __name__ or name not in ("cli", "webapp"):
+            return None
+        folder = self.root / name
+        return importlib.util.spec_from_file_location(fullname, folder / "__init__.py",
+                                                      submodule_search_locations=[str(folder)])
+
+
+def _find_front_ends_in_checkout() -> None:
+    here = Path(__file__).resolve().parent
+    if (here / "cli").is_dir() or not (here.parent / "cli" / "__init__.py").is_file():
+        return  # installed: the front ends are inside the package (or absent)
+    if not any(isinstance(finder, _CheckoutFrontEnds) for finder in sys.meta_path):
+        sys.meta_path.append(_CheckoutFrontEnds(here.parent))
+
+
+_find_front_ends_in_checkout()
+
+
+def __getattr__(name: str):
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("pose_fast")
+        except PackageNotFoundError:  # a checkout that was never installed
+            return "0+unknown"
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -777,7 +777,7 @@ def _measure_streams(server: str, frames: list, per_stream: int, progress: Progr
 def _measure_events(folder: Path, progress: Progress, written: int = EVENTS_WRITTEN, table: int = EVENTS_TABLE,
                     requests: int = DETECTIONS_REQUESTS) -> dict:
     """Events written per second (add() + the final commit) and GET /detections page-of-50 times."""
-    from webapp.detections import create_detections_app
+    from pose_fast.webapp.detections import create_detections_app
 
     from .events import EventStore
 

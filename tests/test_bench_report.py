@@ -24,11 +24,11 @@ PLOTS = ("stages.png", "latency_hist.png", "fps.png", "decode.png")
 
 
 def run_bench(args, model_dir, cwd, timeout=600):
-    """``pose-fast bench ARGS`` in a fresh interpreter (the installed command's entry point, cli.main:cli)."""
+    """``pose-fast bench ARGS`` in a fresh interpreter (the installed command's entry point, pose_fast.cli.main:cli)."""
     # absolute: the command runs in another folder, and POSE_FAST_MODEL_DIR may be relative (../shared/models)
     env = dict(os.environ, POSE_FAST_MODEL_DIR=str(Path(model_dir).resolve()), PYTHONPATH=str(ROOT),
                MPLBACKEND="Agg")
-    code = "import sys; from cli.main import cli; sys.exit(cli(prog_name='pose-fast'))"
+    code = "import sys; from pose_fast.cli.main import cli; sys.exit(cli(prog_name='pose-fast'))"
     return subprocess.run([sys.executable, "-c", code, "bench", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.web import make_server
-from webapp import create_app
+from pose_fast.cli.web import make_server
+from pose_fast.webapp import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"

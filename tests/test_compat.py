@@ -174,7 +174,7 @@ def test_demo_with_myriad_exits_with_the_one_line_error(video_path, tmp_path):
         pytest.skip("a Neural Compute Stick 2 is attached")
     from click.testing import CliRunner
 
-    from cli.main import cli
+    from pose_fast.cli.main import cli
 
     result = CliRunner().invoke(cli, [
         "demo", "--device-name", "MYRIAD", "--mode", "latency", "--precision", "FP16", "--input-height", "192",

@@ -9,7 +9,7 @@ from pathlib import Path
 import apsw
 from click.testing import CliRunner
 
-from cli.db import create_db
+from pose_fast.cli.db import create_db
 from pose_fast import events
 from pose_fast.events import SCHEMA_VERSION, EventStore, read_events
 
@@ -82,7 +82,7 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path):
 
 
 def test_pose_fast_group_runs_the_command(tmp_path):
-    from cli.main import cli
+    from pose_fast.cli.main import cli
 
     result = CliRunner().invoke(cli, ["create-db", "--db", str(tmp_path / "x.db")])
     assert result.exit_code == 0, result.output

@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 
 from pose_fast.events import EventStore, format_timestamp
-from webapp.detections import bp, create_detections_app
+from pose_fast.webapp.detections import bp, create_detections_app
 
 T0 = 1_764_050_400.0  # 2025-11-25T06:00:00Z
 N = 237

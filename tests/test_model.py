@@ -164,7 +164,7 @@ def test_official_checksums_are_pinned():
 
 def test_fetch_model_command_copies_from_a_folder(model_dir, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "fetch-model", "--from", str(model_dir), "--to", str(tmp_path)],
+        [sys.executable, "-m", "pose_fast.cli.main", "fetch-model", "--from", str(model_dir), "--to", str(tmp_path)],
         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()) == tmp_path / MODEL_NAME / "FP16-INT8" / f"{MODEL_NAME}.xml"
@@ -172,7 +172,7 @@ def test_fetch_model_command_copies_from_a_folder(model_dir, tmp_path):
 
 def test_fetch_model_command_error_is_one_line(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "fetch-model", "--precision", "FP16", "--from", str(tmp_path / "none"),
+        [sys.executable, "-m", "pose_fast.cli.main", "fetch-model", "--precision", "FP16", "--from", str(tmp_path / "none"),
          "--to", str(tmp_path)], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
@@ -195,7 +195,7 @@ def test_engine_downloads_on_first_use_with_progress(model_server, model_xml, us
 def test_demo_announces_the_first_use_download(model_server, model_xml, user_cache, monkeypatch, video_path):
     from click.testing import CliRunner
 
-    from cli.main import cli
+    from pose_fast.cli.main import cli
 
     monkeypatch.setitem(model.BASE_URLS, "FP16-INT8", model_server.base)
     result = CliRunner().invoke(cli, ["demo", "-i", str(video_path("store-aisle")), "--no-show", "--no-db",

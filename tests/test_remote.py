@@ -457,7 +457,7 @@ def test_demo_survives_a_server_outage(model_xml, kserve_python, video_path, tmp
 
 def test_web_app_streams_through_the_server(server, video_path, tmp_path):
     """`pose-fast web --server`: the page's stream is inferred remotely, unchanged for the browser."""
-    from webapp import create_app
+    from pose_fast.webapp import create_app
 
     app = create_app({"SERVER": server.url, "DATABASE": str(tmp_path / "events.db"), "CAMERA": "none",
                       "DEMO_VIDEO": str(video_path("store-aisle")), "DEVICE": "CPU"})
@@ -477,7 +477,7 @@ def test_web_app_streams_through_the_server(server, video_path, tmp_path):
 
 
 def test_web_stats_count_the_frames_a_lost_server_dropped(model_xml, kserve_python, video_path, tmp_path):
-    from webapp import create_app
+    from pose_fast.webapp import create_app
 
     proc = ServerProcess(model_xml, python=kserve_python).start()
     app = create_app({"SERVER": proc.url, "DATABASE": str(tmp_path / "events.db"), "CAMERA": "none",

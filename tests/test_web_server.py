@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 import pytest
 
-from cli.web import make_server
-from webapp import create_app
+from pose_fast.cli.web import make_server
+from pose_fast.webapp import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 NO_CAMERA = 99

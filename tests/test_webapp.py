@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from webapp import ConfigError, create_app, load_config
-from webapp.streams import BOUNDARY, MjpegBroadcaster
+from pose_fast.webapp import ConfigError, create_app, load_config
+from pose_fast.webapp.streams import BOUNDARY, MjpegBroadcaster
 
 NO_CAMERA = 99  # an index no machine has: the camera path is the "no camera" one everywhere
 
@@ -87,7 +87,7 @@ def test_bad_config_is_one_line(config, word):
 
 
 def test_default_demo_video_is_the_shared_one_beside_the_project():
-    from webapp import DEFAULT_DEMO_VIDEO
+    from pose_fast.webapp import DEFAULT_DEMO_VIDEO
 
     assert DEFAULT_DEMO_VIDEO.is_file()  # the suite runs with shared/ beside the project, as CI does
     assert load_config(None, {})["DEMO_VIDEO"] == str(DEFAULT_DEMO_VIDEO)
