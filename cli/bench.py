@@ -8,9 +8,10 @@ from pathlib import Path
 
 import click
 
-from .errors import UserError
 from pose_fast.benchreport import DEFAULT_FRAMES
 from pose_fast.model import PRECISIONS
+
+from .errors import UserError
 
 
 def _one_line(exc: BaseException) -> str:

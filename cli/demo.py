@@ -7,8 +7,9 @@ import sys
 
 import click
 
-from .errors import UserError
 from pose_fast.people import MIN_KEYPOINTS, MIN_POSE_SCORE, PersonFilter
+
+from .errors import UserError
 
 MODES = ("latency", "throughput")
 

@@ -3,9 +3,10 @@ from pathlib import Path
 
 import click
 
-from .errors import UserError
 from pose_fast import model
 from pose_fast.model import PRECISIONS, ModelError, print_progress
+
+from .errors import UserError
 
 
 @click.command("fetch-model")

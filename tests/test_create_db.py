@@ -9,8 +9,8 @@ from pathlib import Path
 import apsw
 from click.testing import CliRunner
 
-from pose_fast.cli.db import create_db
 from pose_fast import events
+from pose_fast.cli.db import create_db
 from pose_fast.events import SCHEMA_VERSION, EventStore, read_events
 
 ROOT = Path(__file__).resolve().parents[1]

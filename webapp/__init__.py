@@ -170,8 +170,9 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
         Settings (see the module docstring) overriding the environment; e.g. ``{"DEMO_VIDEO": path,
         "DATABASE": db, "CAMERA": None, "INPUT_HEIGHT": 128}`` in tests.
 
-    The app's streams are in ``app.extensions["pose_fast_streams"]`` (a :class:`pose_fast.webapp.streams.StreamManager`);
-    ``app.extensions["pose_fast_streams"].close()`` stops them (done at interpreter exit too).
+    The app's streams are in ``app.extensions["pose_fast_streams"]`` (a
+    :class:`pose_fast.webapp.streams.StreamManager`); ``app.extensions["pose_fast_streams"].close()`` stops them
+    (done at interpreter exit too).
     """
     from . import detections, views
     from .streams import StreamManager
