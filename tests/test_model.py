@@ -173,7 +173,8 @@ def test_fetch_model_command_copies_from_a_folder(model_dir, tmp_path):
 def test_fetch_model_command_error_is_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "pose_fast.cli.main", "fetch-model", "--precision", "FP16",
-         "--from", str(tmp_path / "none"), "--to", str(tmp_path)], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+         "--from", str(tmp_path / "none"), "--to", str(tmp_path)],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("Error: could not download")
