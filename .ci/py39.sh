@@ -17,7 +17,8 @@ ROOT="$(pwd)"
 # These are the lower bounds of [project.dependencies]; raise both together. Why not lower: numpy 1.19.3 is the
 # first with cp39 wheels; numba < 0.56 imports pkg_resources, gone from current setuptools; opencv-python 4.5.4.60
 # is the first with CAP_PROP_OPEN/READ_TIMEOUT_MSEC; Flask < 2.3.3 breaks with Werkzeug 3 and 2.3.3 needs
-# click >= 8.1.3; apsw 3.40 added Connection.execute; waitress 2.1.1 fixes CVE-2022-24761.
+# click >= 8.1.3; apsw 3.40 added Connection.execute; waitress 2.1.1 fixes CVE-2022-24761; platformdirs 2.6 is the oldest
+# tested (its user_cache_dir/user_data_dir are older).
 OPENVINO_PIN="openvino==2022.3.2"
 OLDEST_PINS=(
     "numpy==1.19.3"
@@ -27,6 +28,7 @@ OLDEST_PINS=(
     "apsw==3.40.0.0"
     "click==8.1.3"
     "waitress==2.1.1"
+    "platformdirs==2.6.0"
 )
 TEST_DEPS=("pytest>=7" "pytest-benchmark>=4" "hypothesis>=6" "requests>=2.25")  # pytest-benchmark: addopts has --benchmark-disable
 BUILD_DEPS=("setuptools>=61" "wheel" "Cython>=3.0")

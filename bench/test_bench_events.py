@@ -12,7 +12,8 @@ import random
 
 import pytest
 
-from pose_fast.events import EventStore, format_timestamp, read_events
+from pose_fast.events import EventStore, read_events
+from pose_fast.timestamps import iso_utc
 from pose_fast.webapp.detections import create_detections_app
 
 T0 = 1_764_050_400.0
@@ -72,7 +73,7 @@ def test_detections_page_of_50(benchmark, big_db, query):
     """GET /detections?page=k&per-page=50 at random pages over the big table (p50 target < 5 ms for "all")."""
     path, n = big_db
     if query == "since+until":  # the middle 40 % of the events' time span
-        since, until = (format_timestamp(T0 + n * 0.01 * f).replace(":", "%3A") for f in (0.3, 0.7))
+        since, until = (iso_utc(T0 + n * 0.01 * f).replace(":", "%3A") for f in (0.3, 0.7))
         query = f"since={since}&until={until}&"
     client = create_detections_app(path).test_client()
     pages = client.get(f"/detections?{query}per-page=50").get_json()["pagination"]["pages"]

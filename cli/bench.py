@@ -9,14 +9,10 @@ from pathlib import Path
 import click
 
 from pose_fast.benchreport import DEFAULT_FRAMES
+from pose_fast.errors import first_line
 from pose_fast.model import PRECISIONS
 
 from .errors import UserError
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _check_out(out: str) -> Path:
@@ -93,7 +89,7 @@ def bench(device_name, video_url, precisions, frames, out, server):
 
             validate_device(Core(), device_name)
     except (SourceError, EngineError) as exc:
-        raise UserError(_one_line(exc)) from None
+        raise UserError(first_line(exc)) from None
     explicit = bool(precisions)
     precisions = tuple(precisions) or PRECISIONS
     if not server:
@@ -122,7 +118,7 @@ def bench(device_name, video_url, precisions, frames, out, server):
             report = benchreport.run_bench(video_url, device=device_name, precisions=precisions, frames=frames,
                                            server=server, progress=progress)
         except (benchreport.BenchError, EngineError, SourceError, EventStoreError, OSError, ValueError) as exc:
-            raise UserError(_one_line(exc)) from None
+            raise UserError(first_line(exc)) from None
         except KeyboardInterrupt:
             raise UserError("interrupted: no report written") from None
     try:

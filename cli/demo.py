@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from pose_fast.errors import first_line
 from pose_fast.people import MIN_KEYPOINTS, MIN_POSE_SCORE, PersonFilter
 
 from .errors import UserError
@@ -161,7 +162,7 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
     if pipe is not None:
         click.echo(_summary(pipe.stats(), source, engine_text))
     if failures:
-        raise UserError(_one_line(failures[0])) from None
+        raise UserError(first_line(failures[0])) from None
     if isinstance(interrupted, SystemExit):
         raise interrupted
 
@@ -193,8 +194,3 @@ def _download_progress():
         print_progress(done, total)
 
     return progress
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

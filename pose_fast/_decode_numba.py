@@ -34,9 +34,10 @@ def _is_writable(path: str) -> bool:
 
 
 def user_cache_dir() -> str:
-    """Per-user directory for numba's cache: $XDG_CACHE_HOME (or ~/.cache)/pose_fast/numba."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "pose_fast", "numba")
+    """Per-user directory for numba's cache: ``numba/`` in the per-user cache (``~/.cache/pose_fast/numba``)."""
+    from .folders import user_cache_dir as cache
+
+    return str(cache("numba"))
 
 
 def configure_cache(package_dir: str = PACKAGE_DIR, environ=None) -> Optional[str]:

@@ -43,7 +43,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .model import MODEL_NAME, PRECISIONS, ModelError, resolve_model
+from .errors import BenchError, ModelError
+from .model import MODEL_NAME, PRECISIONS, resolve_model
 
 __all__ = [
     "CROWD_PEOPLE", "DEFAULT_FRAMES", "DEFAULT_VIDEO", "MODES", "PRECISIONS", "REQUESTS_PER_STREAM", "STREAMS",
@@ -87,10 +88,6 @@ DETECTIONS_REQUESTS = 200
 SCHEMA = 2  # 2: targets have a unit; decode.peer_parts, decode.crowd, decode.numba_first_call; streams
 
 Progress = Callable[[str, int], None]  # progress(label of the current step, units just finished)
-
-
-class BenchError(RuntimeError):
-    """The benchmark cannot run as asked (no model, bad video, ...); the message is one line saying what to do."""
 
 
 # -- helpers shared with bench/ --------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from typing import Optional
 import numpy as np
 
 from ._decode_ref import DEFAULTS
+from .errors import BackendUnavailableError
 from .poses import Poses
 from .skeleton import NUM_HEATMAPS, NUM_PAF_CHANNELS
 
@@ -46,10 +47,6 @@ _HINTS = {
 #: Version of the interface between this module and the backends' ``Kernel``; a compiled extension built from an
 #: older ``_decode.pyx`` has another one and is treated as unavailable (rebuild it).
 KERNEL_API = 1
-
-
-class BackendUnavailableError(ImportError):
-    """The requested decoder backend cannot be imported; the message says what to do."""
 
 
 def load_backend(name: str):

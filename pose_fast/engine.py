@@ -17,7 +17,10 @@ import numpy as np
 
 from . import _ov
 from ._ov import AsyncInferQueue, Core, Layout, PrePostProcessor, ResizeAlgorithm, Type
-from .model import HEATMAP_OUTPUT, INPUT_NAME, PAF_OUTPUT, ModelError, default_precision, resolve_model
+from .errors import EngineError, ModelError
+from .errors import first_line as _first_line
+from .folders import user_cache_dir
+from .model import HEATMAP_OUTPUT, INPUT_NAME, PAF_OUTPUT, default_precision, resolve_model
 
 MODES = ("latency", "throughput")
 DEVICE_FAMILIES = ("CPU", "GPU", "NPU", "MYRIAD", "AUTO")
@@ -32,10 +35,6 @@ DEFAULT_CPU_PRECISION = "f32"
 ResultCallback = Callable[[np.ndarray, np.ndarray, object, float], None]
 
 
-class EngineError(RuntimeError):
-    """The engine cannot run as asked; the message is one line that says what to do."""
-
-
 def network_size_for(frame_width: int, frame_height: int, input_height: int = DEFAULT_INPUT_HEIGHT) -> tuple:
     """Network input (width, height) for a source: fixed height, width a multiple of 8 keeping the aspect."""
     if frame_width <= 0 or frame_height <= 0:
@@ -44,15 +43,6 @@ def network_size_for(frame_width: int, frame_height: int, input_height: int = DE
         raise ValueError(f"input height must be a positive multiple of {STRIDE}, got {input_height}")
     width = max(STRIDE, int(round(input_height * frame_width / frame_height / STRIDE)) * STRIDE)
     return width, input_height
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith(("Exception from", "Check ")):
-            return line
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def validate_device(core: Core, device: str) -> str:
@@ -134,9 +124,8 @@ def check_frame(frame, engine) -> None:
 
 
 def default_cache_dir() -> Path:
-    """Where compiled models are cached: ``$XDG_CACHE_HOME/pose_fast/compiled``."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "pose_fast" / "compiled"
+    """Where compiled models are cached: ``compiled/`` in the per-user cache (``~/.cache/pose_fast`` on Linux)."""
+    return user_cache_dir("compiled")
 
 
 class Engine:

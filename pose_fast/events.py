@@ -39,23 +39,25 @@ import contextlib
 import errno
 import math
 import os
-import re
 import signal
 import sys
 import threading
 import time
 import weakref
 from collections import Counter, deque
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import quote
 
 import apsw
 
+from .errors import EventStoreError, first_line
+from .folders import user_data_dir
+from .timestamps import iso_utc
+
 __all__ = [
     "EventStore", "EventRecorder", "EventStoreError", "SCHEMA_VERSION", "KINDS", "default_db_path",
-    "resolve_db_path", "create_or_migrate", "read_events", "format_timestamp", "parse_timestamp",
+    "resolve_db_path", "create_or_migrate", "read_events",
     "exit_on_sigterm", "count_events",
 ]
 
@@ -109,70 +111,19 @@ _COUNT = ("INSERT INTO event_counts (kind, source, n) VALUES (?, ?, ?) "
 _COLUMNS = ("id", "kind", "person_id", "timestamp", "source", "frame_index", "people_count", "device")
 
 
-class EventStoreError(RuntimeError):
-    """The events database cannot be opened, read or written; the message is one line saying what to do."""
-
-
 # -- paths ------------------------------------------------------------------------------------------------------
 def default_db_path() -> Path:
-    """Where events go when no ``--db`` is given.
-
-    ``$POSE_FAST_DB`` if set; otherwise ``pose_fast/events.sqlite3`` in the per-user data folder:
-    ``$XDG_DATA_HOME`` or ``~/.local/share`` on Linux, ``~/Library/Application Support`` on macOS,
-    ``%LOCALAPPDATA%`` on Windows.
-    """
+    """Where events go when no ``--db`` is given: ``$POSE_FAST_DB`` if set, otherwise ``events.sqlite3`` in the
+    per-user data folder (:func:`pose_fast.folders.user_data_dir`: ``~/.local/share/pose_fast`` on Linux)."""
     env = os.environ.get("POSE_FAST_DB")
     if env:
         return Path(env).expanduser()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        xdg = os.environ.get("XDG_DATA_HOME", "")
-        base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
-    return base / "pose_fast" / "events.sqlite3"
+    return user_data_dir("events.sqlite3")
 
 
 def resolve_db_path(db=None) -> Path:
     """``db`` (a ``--db`` value) when given, else :func:`default_db_path`."""
     return Path(db).expanduser() if db else default_db_path()
-
-
-# -- timestamps -------------------------------------------------------------------------------------------------
-_last_second = (None, "")  # (second, its text), replaced as one tuple: safe with several writer threads
-
-
-def format_timestamp(ts: float) -> str:
-    """Seconds since the epoch -> ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (UTC, milliseconds, fixed width: sorts as text)."""
-    global _last_second
-    sec = math.floor(ts)
-    ms = int((ts - sec) * 1000.0)
-    cached_sec, prefix = _last_second
-    if cached_sec != sec:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        _last_second = (sec, prefix)
-    return f"{prefix}.{ms:03d}Z"
-
-
-_FRACTION = re.compile(r"(?<=:\d\d)[.,](\d+)")
-
-
-def parse_timestamp(text: str) -> str:
-    """An ISO-8601 date or date-time (``Z``, an offset, or none meaning UTC) -> the stored form; ValueError if bad."""
-    value = text.strip()
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
-    # Python 3.9's fromisoformat takes only 3 or 6 fractional digits: pad or cut to 6
-    value = _FRACTION.sub(lambda m: "." + (m.group(1) + "00000")[:6], value, count=1)
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"not an ISO-8601 date-time: {text!r} (e.g. 2026-11-25T07:00:00Z)") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    dt = dt.astimezone(timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 # -- errors -----------------------------------------------------------------------------------------------------
@@ -181,7 +132,7 @@ _FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC
 
 def _explain(exc: BaseException, path, doing: str, system_errno: int = 0) -> str:
     """One line for people: what failed and what to do (``system_errno``: the OS error behind an SQLite one)."""
-    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    first = first_line(exc)
     if isinstance(exc, apsw.FullError) or system_errno in _FULL_ERRNOS:  # SQLite calls a failed write() an I/O error
         return (f"cannot {doing} {path}: the disk or database is full; free some space or use "
                 f"--db/POSE_FAST_DB to put the database on another disk")
@@ -463,7 +414,7 @@ class EventStore:
                 marker.done.set()
 
     def _write(self, batch):
-        fmt = format_timestamp
+        fmt = iso_utc
         rows = [(k, p, fmt(t), s, f, n, d) for (k, p, t, s, f, n, d) in batch]
         counts = [(k, s, n) for (k, s), n in Counter((row[0], row[3]) for row in batch).items()]
         conn = self._conn
@@ -650,7 +601,8 @@ def read_events(path, *, kind: Optional[str] = None, source: Optional[str] = Non
                 until: Optional[str] = None, offset: int = 0, limit: int = 50) -> Tuple[List[Dict], int]:
     """One page of events in id order and the number of events matching the filters, from one snapshot.
 
-    ``since`` (inclusive) and ``until`` (exclusive) are timestamps in the stored form (:func:`parse_timestamp`).
+    ``since`` (inclusive) and ``until`` (exclusive) are timestamps in the stored form
+    (:func:`pose_fast.timestamps.parse_iso_utc`).
     Opens its own read-only connection (readers never block the writer, nor it them). Raises EventStoreError when
     the database is missing, not initialised or unreadable.
 

@@ -32,6 +32,8 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .errors import SourceError  # noqa: E402
+
 __all__ = ["SourceError", "FrameSource", "FrameRing", "FrameSlot", "open_source", "parse_spec",
            "STREAM_SCHEMES", "DEFAULT_OPEN_TIMEOUT_MS", "DEFAULT_READ_TIMEOUT_MS"]
 
@@ -39,10 +41,6 @@ __all__ = ["SourceError", "FrameSource", "FrameRing", "FrameSlot", "open_source"
 STREAM_SCHEMES = ("http", "https", "rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt", "mms", "hls")
 DEFAULT_OPEN_TIMEOUT_MS = 5000
 DEFAULT_READ_TIMEOUT_MS = 5000
-
-
-class SourceError(RuntimeError):
-    """A frame source cannot be opened or read; the message is one line naming the source and what to do."""
 
 
 def parse_spec(spec) -> Tuple[str, object]:

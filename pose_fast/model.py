@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from .errors import ModelError, first_line
+from .folders import user_cache_dir
+
 MODEL_NAME = "human-pose-estimation-0001"
 PRECISIONS = ("FP32", "FP16", "FP16-INT8")
 DEFAULT_PRECISION = "FP16-INT8"
@@ -64,19 +67,14 @@ PAF_OUTPUT = "Mconv7_stage2_L1"
 HEATMAP_OUTPUT = "Mconv7_stage2_L2"
 
 
-class ModelError(RuntimeError):
-    """The model could not be found, downloaded or verified; the message says what to do."""
-
-
 def default_precision(device: str = "CPU") -> str:
     """FP16 for the Neural Compute Stick 2 (it runs FP16 only), FP16-INT8 elsewhere (fastest on CPU)."""
     return "FP16" if "MYRIAD" in device.upper() else DEFAULT_PRECISION
 
 
 def cache_dir() -> Path:
-    """Per-user model cache: ``$XDG_CACHE_HOME/pose_fast/models`` (``~/.cache/pose_fast/models``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "pose_fast" / "models"
+    """Per-user model cache: ``models/`` in the per-user cache (``~/.cache/pose_fast/models`` on Linux)."""
+    return user_cache_dir("models")
 
 
 def _check_precision(precision: str) -> str:
@@ -233,8 +231,7 @@ def verify_ir(xml: Path) -> None:
     try:
         net = Core().read_model(str(xml))
     except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses of many kinds
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"OpenVINO cannot read {xml} ({first}): the files are damaged; fetch them again "
+        raise ModelError(f"OpenVINO cannot read {xml} ({first_line(exc)}): the files are damaged; fetch them again "
                          f"with `pose-fast fetch-model`") from None
     inputs = {name for port in net.inputs for name in port.get_names()}
     outputs = {name for port in net.outputs for name in port.get_names()}

@@ -33,7 +33,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .frames import FrameRing, FrameSlot, FrameSource, SourceError
+from .errors import PipelineError, SourceError
+from .frames import FrameRing, FrameSlot, FrameSource
 from .people import PersonFilter
 from .poses import Poses
 from .render import Renderer, order_numbers
@@ -48,10 +49,6 @@ _END = object()
 _POLL = 0.1  # s: how often blocked threads look at the stop flag
 _HISTORY = 1 << 15  # frames of timings kept for percentiles (a fixed array: memory stays flat)
 _EMPTY_RESTARTS = 3  # a looped source that restarts this often in a row without giving a frame is an error
-
-
-class PipelineError(RuntimeError):
-    """The pipeline was set up wrongly (bad mode, limit, ...)."""
 
 
 @dataclass

@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from .engine import DEFAULT_INPUT_HEIGHT, MODES, STRIDE, EngineError, ResultCallback, check_frame, network_size_for
+from .errors import first_line
 from .model import HEATMAP_OUTPUT, INPUT_NAME, MODEL_NAME, PAF_OUTPUT
 
 log = logging.getLogger(__name__)
@@ -102,8 +103,7 @@ def _code(exc) -> str:
 
 def _message(exc) -> str:
     text = exc.message() if hasattr(exc, "message") else str(exc)
-    text = (text or type(exc).__name__).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(RuntimeError(text)) if text and text.strip() else type(exc).__name__
 
 
 def _describe_tensors(tensors) -> str:

@@ -9,30 +9,19 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
 import cv2
 
-__all__ = ["Sink", "StopPipeline", "SinkError", "WindowSink", "VideoSink", "JsonlSink", "iso_utc"]
+from .errors import SinkError
+from .timestamps import iso_utc
+
+__all__ = ["Sink", "StopPipeline", "SinkError", "WindowSink", "VideoSink", "JsonlSink"]
 
 
 class StopPipeline(Exception):
     """Raised by a sink's ``write()`` to end the run cleanly (not an error)."""
-
-
-class SinkError(RuntimeError):
-    """A sink cannot be opened or written; the message is one line saying what to do."""
-
-
-def iso_utc(ts: float) -> str:
-    """Seconds since the epoch -> ``2026-11-25T05:30:56.123Z``."""
-    whole = int(ts // 1)
-    ms = int(round((ts - whole) * 1000.0))
-    if ms == 1000:
-        whole, ms = whole + 1, 0
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{ms:03d}Z"
 
 
 class Sink:

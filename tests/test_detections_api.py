@@ -10,7 +10,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from flask import Flask
 
-from pose_fast.events import EventStore, format_timestamp
+from pose_fast.events import EventStore
+from pose_fast.timestamps import iso_utc
 from pose_fast.webapp.detections import bp, create_detections_app
 
 T0 = 1_764_050_400.0  # 2025-11-25T06:00:00Z
@@ -42,7 +43,7 @@ def client(db):
 
 def expected(i):
     kind, person, frame, ts, people, source, device = event(i)
-    return {"id": i + 1, "kind": kind, "person_id": person, "timestamp": format_timestamp(ts), "source": source,
+    return {"id": i + 1, "kind": kind, "person_id": person, "timestamp": iso_utc(ts), "source": source,
             "frame_index": frame, "people_count": people, "device": device}
 
 

@@ -23,11 +23,10 @@ from pose_fast.events import (
     EventStoreError,
     create_or_migrate,
     default_db_path,
-    format_timestamp,
-    parse_timestamp,
     read_events,
     resolve_db_path,
 )
+from pose_fast.timestamps import iso_utc, parse_iso_utc
 from pose_fast.tracking import Tracker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +88,7 @@ def test_migration_from_version_1_keeps_events_and_backfills_counts(tmp_path):
     conn.execute("PRAGMA user_version = 1")
     conn.executemany("INSERT INTO events (kind, person_id, timestamp, source, frame_index, people_count, device) "
                      "VALUES (?, ?, ?, 'old', ?, 1, 'CPU')",
-                     [("enter" if i % 3 else "exit", i, format_timestamp(T0 + i), i) for i in range(30)])
+                     [("enter" if i % 3 else "exit", i, iso_utc(T0 + i), i) for i in range(30)])
     conn.close()
     assert create_or_migrate(path) == (1, SCHEMA_VERSION)
     assert create_or_migrate(path) == (SCHEMA_VERSION, SCHEMA_VERSION)  # idempotent
@@ -298,7 +297,7 @@ def test_concurrent_readers_see_consistent_pages_while_the_writer_commits(tmp_pa
     total = batches * per_batch
     kinds = ["enter" if (i * 7) % 3 else "exit" for i in range(total)]
     times = [T0 + i * 0.01 for i in range(total)]
-    since = format_timestamp(times[total // 5])  # times only grow: events from total // 5 on
+    since = iso_utc(times[total // 5])  # times only grow: events from total // 5 on
     start = total // 5
     filters = {  # name: (read_events arguments, does event i match)
         "enter since": ({"kind": "enter", "since": since}, lambda i: kinds[i] == "enter" and i >= start),
@@ -370,14 +369,14 @@ def test_default_path_is_per_user_and_overridable(monkeypatch, tmp_path):
 
 
 def test_timestamps_are_iso_utc_with_z():
-    assert format_timestamp(0.0) == "1970-01-01T00:00:00.000Z"
-    assert format_timestamp(T0) == "2025-11-25T06:00:00.250Z"
-    assert format_timestamp(T0 + 0.7499) == "2025-11-25T06:00:00.999Z"  # truncated, never rounded up a second
-    assert parse_timestamp("2025-11-25T06:00:00Z") == "2025-11-25T06:00:00.000Z"
-    assert parse_timestamp("2025-11-25T08:00:00.5+02:00") == "2025-11-25T06:00:00.500Z"
-    assert parse_timestamp("2025-11-25") == "2025-11-25T00:00:00.000Z"
+    assert iso_utc(0.0) == "1970-01-01T00:00:00.000Z"
+    assert iso_utc(T0) == "2025-11-25T06:00:00.250Z"
+    assert iso_utc(T0 + 0.7499) == "2025-11-25T06:00:00.999Z"  # truncated, never rounded up a second
+    assert parse_iso_utc("2025-11-25T06:00:00Z") == "2025-11-25T06:00:00.000Z"
+    assert parse_iso_utc("2025-11-25T08:00:00.5+02:00") == "2025-11-25T06:00:00.500Z"
+    assert parse_iso_utc("2025-11-25") == "2025-11-25T00:00:00.000Z"
     with pytest.raises(ValueError, match="not an ISO-8601 date-time: 'yesterday'"):
-        parse_timestamp("yesterday")
+        parse_iso_utc("yesterday")
 
 
 def person_poses(*centre):
@@ -410,7 +409,7 @@ def test_two_stores_in_one_process_write_their_own_times(tmp_path):
         t.join()
     for n, base in enumerate(bases):
         stamps = db_rows(tmp_path / f"{n}.db", "SELECT timestamp FROM events ORDER BY id")
-        assert stamps == [format_timestamp(base + i * 0.37) for i in range(20_000)]
+        assert stamps == [iso_utc(base + i * 0.37) for i in range(20_000)]
 
 
 def test_tracker_events_reach_the_store(tmp_path):

@@ -37,6 +37,8 @@ from typing import Any, Mapping, Optional
 
 from flask import Flask
 
+from pose_fast.errors import PoseFastError
+
 __all__ = ["create_app", "load_config", "default_demo_video", "DEFAULT_DEMO_VIDEO", "ConfigError"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +74,7 @@ _ENV = {
 _NONE = ("", "none", "off", "no", "false", "-1")
 
 
-class ConfigError(ValueError):
+class ConfigError(PoseFastError, ValueError):
     """A setting has a value the app cannot use; the message names the setting and what it accepts."""
 
 

@@ -31,7 +31,9 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 
-from pose_fast.events import KINDS, EventStoreError, parse_timestamp, read_events
+from pose_fast.errors import EventStoreError
+from pose_fast.events import KINDS, read_events
+from pose_fast.timestamps import parse_iso_utc
 
 __all__ = ["bp", "create_detections_app", "DEFAULT_PER_PAGE", "MAX_PER_PAGE", "MAX_PARAM"]
 
@@ -88,7 +90,7 @@ def _parse_args(args):
         raw_time = args.get(name)
         if raw_time is not None:
             try:
-                filters[name] = parse_timestamp(raw_time)
+                filters[name] = parse_iso_utc(raw_time)
             except ValueError as exc:
                 raise _BadRequest(f"{name}: {exc}") from None
     if "since" in filters and "until" in filters and filters["since"] > filters["until"]:

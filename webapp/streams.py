@@ -29,6 +29,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import cv2
 
+from pose_fast.errors import PoseFastError, first_line
+
 log = logging.getLogger(__name__)
 
 __all__ = ["MjpegBroadcaster", "Stream", "StreamManager", "Subscription", "StreamError", "SOURCES",
@@ -42,7 +44,7 @@ _WAIT = 0.25  # s: how often a waiting viewer checks that its connection and its
 RELEASE_TIMEOUT = 15.0
 
 
-class StreamError(RuntimeError):
+class StreamError(PoseFastError, RuntimeError):
     """A stream cannot start or has stopped with an error; the message is one line for people."""
 
 
@@ -231,10 +233,10 @@ class Stream:
                 self.pipeline = self.manager.make_pipeline(self, source, engine)
                 self.engine_text = engine.describe() if hasattr(engine, "describe") else self.device
             except (SourceError, EngineError, StreamError, OSError, ValueError) as exc:
-                self._fail(_one_line(exc))
+                self._fail(first_line(exc))
                 return
             except Exception as exc:  # noqa: BLE001 - any failure must reach the page, not hang it
-                self._fail(f"the stream could not start ({_one_line(exc)})")
+                self._fail(f"the stream could not start ({first_line(exc)})")
                 return
             if self._stop.is_set():
                 return
@@ -244,7 +246,7 @@ class Stream:
             try:
                 self.pipeline.run()
             except Exception as exc:  # noqa: BLE001
-                self._fail(f"the stream stopped: {_one_line(exc)}")
+                self._fail(f"the stream stopped: {first_line(exc)}")
             else:
                 if not self._stop.is_set():
                     self._fail("the source ended")
@@ -558,7 +560,7 @@ class StreamManager:
                 try:
                     self._store = EventStore(self.database)
                 except EventStoreError as exc:
-                    self._store_error = _one_line(exc)
+                    self._store_error = first_line(exc)
                     log.warning("events are not recorded: %s", self._store_error)
             store = self._store
         if store is None:
@@ -570,7 +572,7 @@ class StreamManager:
             try:
                 recorder.record(*args)
             except EventStoreError as exc:  # a full disk must not stop the live view
-                self._store_error = _one_line(exc)
+                self._store_error = first_line(exc)
 
         return record
 
@@ -578,7 +580,7 @@ class StreamManager:
     def events_error(self) -> Optional[str]:
         error = self._store_error
         if error is None and self._store is not None and self._store.error is not None:
-            error = _one_line(self._store.error)
+            error = first_line(self._store.error)
         return error
 
     # -- viewers -----------------------------------------------------------------------------------------------
@@ -695,8 +697,3 @@ class StreamManager:
         """Accept viewers again after :meth:`close` (tests)."""
         with self._lock:
             self._closed = False
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
