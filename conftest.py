@@ -107,7 +107,7 @@ def cpu_precision(request, native_cpu_precisions) -> str:
 def engine_for(model_xml):
     """``engine_for(w, h, mode="latency", cpu_precision="f32")`` -> a prepared CPU Engine for that frame size,
     shared per session."""
-    from pose_fast.engine import DEFAULT_CPU_PRECISION, Engine
+    from pose_fast.engines.local import DEFAULT_CPU_PRECISION, Engine
 
     engines = {}
 

@@ -15,7 +15,7 @@ measuring).
 
 Fixtures: ``bench_smoke`` (bool), ``bench_frame_count`` (int), ``bench_video`` (Path), ``bench_frames`` (list of
 HxWx3 uint8 BGR frames), ``bench_model(precision)`` (the IR's .xml, or a skip naming how to fetch it) and
-``bench_engine(precision, mode)`` (a prepared CPU :class:`~pose_fast.engine.Engine` for ``bench_frames``' size,
+``bench_engine(precision, mode)`` (a prepared CPU :class:`~pose_fast.engines.local.Engine` for ``bench_frames``' size,
 shared per session).
 """
 from __future__ import annotations
@@ -115,7 +115,7 @@ def bench_model(model_dir):
 @pytest.fixture(scope="session")
 def bench_engine(bench_model, bench_frames):
     """``bench_engine("FP16-INT8", "throughput")`` -> a prepared CPU Engine for the bench frames' size."""
-    from pose_fast.engine import Engine
+    from pose_fast.engines.local import Engine
 
     engines = {}
     height, width = bench_frames[0].shape[:2]

@@ -20,7 +20,7 @@ import time
 import numpy as np
 import pytest
 
-from pose_fast.engine import Engine
+from pose_fast.engines.local import Engine
 from pose_fast.frames import open_source
 from pose_fast.pipeline import Pipeline
 

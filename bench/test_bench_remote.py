@@ -29,8 +29,8 @@ from pathlib import Path
 import pytest
 
 from pose_fast.benchreport import REQUESTS_PER_STREAM, STREAMS, format_target, remote_stream_targets
-from pose_fast.engine import Engine
-from pose_fast.remote import RemoteEngine, run_streams
+from pose_fast.engines.local import Engine
+from pose_fast.engines.remote import RemoteEngine, run_streams
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = {}

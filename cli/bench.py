@@ -64,7 +64,7 @@ def bench(device_name, video_url, precisions, frames, out, server):
     except ImportError:
         raise UserError("the report's plots need matplotlib: pip install 'pose_fast[bench]'") from None
     from pose_fast import benchreport
-    from pose_fast.engine import EngineError
+    from pose_fast.errors import EngineError
     from pose_fast.events import EventStoreError
     from pose_fast.frames import SourceError
 
@@ -85,7 +85,7 @@ def bench(device_name, video_url, precisions, frames, out, server):
         open_source(video_url).close()
         if not server:
             from pose_fast._ov import Core
-            from pose_fast.engine import validate_device
+            from pose_fast.engines.local import validate_device
 
             validate_device(Core(), device_name)
     except (SourceError, EngineError) as exc:

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from pose_fast.errors import first_line
+from pose_fast.errors import PoseFastError, first_line
 from pose_fast.people import MIN_KEYPOINTS, MIN_POSE_SCORE, PersonFilter
 
 from .errors import UserError
@@ -49,8 +49,8 @@ def _has_display() -> bool:
 
 
 @click.command("demo")
-@click.option("--device-name", "-d", default="CPU", show_default=True,
-              help="OpenVINO device: CPU, GPU, NPU, MYRIAD, AUTO, or an AUTO:/MULTI:/HETERO: list.")
+@click.option("--device-name", "-d", default=None,
+              help="OpenVINO device: CPU (default), GPU, NPU, MYRIAD, AUTO, or an AUTO:/MULTI:/HETERO: list.")
 @click.option("--video-url", "-i", default="0", show_default=True,
               help="Camera index, video file, or http(s)/rtsp URL.")
 @click.option("--precision", default=None, help="Model precision: FP32, FP16 or FP16-INT8 (default per device).")
@@ -105,18 +105,16 @@ def demo(device_name, video_url, precision, model, input_height, mode, output, j
 
 def _run(source, device_name, precision, model, input_height, mode, output, json_path, no_show, loop, limit, db,
          no_db, server, person_filter, keep_fragments):
-    from pose_fast.engine import EngineError, open_engine
-    from pose_fast.events import EventRecorder, EventStore, EventStoreError, exit_on_sigterm, resolve_db_path
-    from pose_fast.frames import SourceError
+    from pose_fast.engines import open_engine
+    from pose_fast.events import EventRecorder, EventStore, exit_on_sigterm, resolve_db_path
     from pose_fast.pipeline import Pipeline
-    from pose_fast.sinks import JsonlSink, SinkError, VideoSink, WindowSink
+    from pose_fast.sinks import JsonlSink, VideoSink, WindowSink
     from pose_fast.tracking import Tracker
 
-    expected = (OSError, EngineError, EventStoreError, SinkError, SourceError,
-                ValueError)  # ValueError: the engine's frame checks, a tracker parameter
+    expected = (OSError, PoseFastError, ValueError)  # ValueError: the engine's frame checks, a tracker parameter
     failures: list = []  # reported as one line (the first), after the summary
     pipe = interrupted = None
-    engine_text = device_name
+    engine_text = device_name or ("the server" if server else "CPU")
     try:
         with contextlib.ExitStack() as stack:
             try:
@@ -136,7 +134,7 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
                 if not no_db:
                     store = EventStore(resolve_db_path(db))
                     stack.callback(_close_store, store, failures)
-                    recorder = EventRecorder(store, source=source.spec, device=device_name)
+                    recorder = EventRecorder(store, source=source.spec, device=engine.device)
                     tracker = Tracker(on_event=recorder.record)
                 total = None  # frames the progress bar counts to: none for cameras, streams, endless loops
                 if not source.live:
@@ -148,8 +146,7 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
                     sinks.append(_Progress(bar))
                 pipe = Pipeline(source, engine, tracker=tracker, sinks=sinks, mode=mode, limit=limit, loop=loop,
                                 person_filter=person_filter)
-                if hasattr(engine, "describe"):
-                    engine_text = engine.describe()
+                engine_text = engine.describe()
                 pipe.run()
             except expected as exc:
                 failures.append(exc)

@@ -54,12 +54,15 @@ def _url(host: str, port: int, device: str) -> str:
     return f"http://{shown}:{port}/?device-name={device}"
 
 
-def _check_server(url: str) -> None:
-    """Connect to the inference server once and check its model (as every stream will), then disconnect."""
-    from pose_fast.engine import EngineError
-    from pose_fast.remote import RemoteEngine
+def _check_server(url: str, **local_options) -> None:
+    """Refuse options that apply only in-process; connect to the inference server once and check its model (as
+    every stream will), then disconnect."""
+    from pose_fast.engines import refuse_local_options
+    from pose_fast.engines.remote import RemoteEngine
+    from pose_fast.errors import EngineError
 
     try:
+        refuse_local_options(**local_options)
         RemoteEngine(url).close()
     except EngineError as exc:
         raise UserError(str(exc)) from None
@@ -99,6 +102,7 @@ def web(host, port, demo_video, camera, db, device_name, model, input_height, se
     from pose_fast.events import exit_on_sigterm
     from pose_fast.webapp import ConfigError, create_app
 
+
     config = {}
     if not os.environ.get("POSE_FAST_MAX_VIEWERS"):
         config["MAX_VIEWERS"] = threads - 8  # the other threads serve the page, /stats and /detections
@@ -122,7 +126,7 @@ def web(host, port, demo_video, camera, db, device_name, model, input_height, se
     if app.config["DEVICE"].upper() not in names:
         raise UserError(f"unknown device {app.config['DEVICE']!r}: this machine has {', '.join(devices)}")
     if app.config["SERVER"]:
-        _check_server(app.config["SERVER"])
+        _check_server(app.config["SERVER"], device=device_name, model=model)
     host, port = app.config["HOST"], app.config["PORT"]
     if not _is_loopback(host):
         click.secho(f"warning: binding {host} exposes the live camera view and the events to the network; "

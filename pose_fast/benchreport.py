@@ -2,12 +2,12 @@
 
 One process measures, in this order (each figure on the same frames of one video):
 
-1. inference only, through :class:`pose_fast.engine.Engine`, per precision and hint: ``latency`` (one request,
+1. inference only, through :class:`pose_fast.engines.local.Engine`, per precision and hint: ``latency`` (one request,
    ``infer()`` frame after frame) and ``throughput`` (the device's optimal number of requests, ``submit()`` over
    a batch, frames/s over the batch);
 2. the full pipeline (capture → inference → decode → tracker with an event recorder → overlay) in latency and
    throughput mode, with per-frame stage timings;
-3. with ``server``: 1, 2 and 4 concurrent streams against the server (:func:`pose_fast.remote.run_streams`),
+3. with ``server``: 1, 2 and 4 concurrent streams against the server (:func:`pose_fast.engines.remote.run_streams`),
    beside the local engine on the same frames and the server's model alone (one client keeping as many requests
    in flight as 4 streams do);
 4. the decoder on real model outputs, per available backend (``cython``, ``numba``, ``numpy``) and the peer
@@ -720,8 +720,8 @@ def _measure_streams(server: str, frames: list, per_stream: int, progress: Progr
     requests in flight, ``per_stream`` frames), the local engine on the same frames (``local``: (precision, xml)),
     and the server's model alone: one client keeping as many requests in flight as 4 streams do, over as many
     frames. Measured so that the pairs the targets compare run back to back: local, 1 stream, alone, 4, 2."""
-    from .engine import Engine
-    from .remote import RemoteEngine, run_streams
+    from .engines.local import Engine
+    from .engines.remote import RemoteEngine, run_streams
 
     most = max(STREAMS)
     alone = most * REQUESTS_PER_STREAM
@@ -826,7 +826,7 @@ def run_bench(video: str, device: str = "CPU", precisions: Sequence[str] = PRECI
               events: bool = True, rounds: int = 4) -> dict:
     """Measure everything and return the report (see the module docstring). Raises BenchError, EngineError."""
     from . import _ov
-    from .engine import open_engine
+    from .engines import open_engine
 
     if frames < 1:
         raise BenchError(f"--frames must be at least 1, got {frames}")
@@ -1199,7 +1199,7 @@ def streams_lines(report: dict) -> List[str]:
     n = streams["frames_per_stream"]
     local = _find(streams["rows"], run="local")
     lines = ["", "## Remote streams", "",
-             f"Concurrent video streams against {streams['server']}, through `pose_fast.remote.run_streams`: each "
+             f"Concurrent video streams against {streams['server']}, through `run_streams`: each "
              f"stream is its own `RemoteEngine` (its own gRPC connection, {streams['requests_per_stream']} requests in "
              f"flight) pushing {n} frames of the video as fast as the server answers, like separate cameras. "
              f"*local engine* runs the same frames through the local `Engine` in throughput mode"
@@ -1250,7 +1250,7 @@ def render_markdown(report: dict) -> str:
         f"- **Machine:** {m['cpu']}, {cores}; {m['os']}; Python {m['python']}, NumPy {m['numpy']}",
         f"- **OpenVINO:** {report['openvino']}",
         f"- **Device:** {device}",
-        (f"- **Model:** {MODEL_NAME} as the server serves it (KServe v2 gRPC, `pose_fast.remote.RemoteEngine`)"
+        (f"- **Model:** {MODEL_NAME} as the server serves it (KServe v2 gRPC, `pose_fast.engines.remote.RemoteEngine`)"
          if report.get("server") else f"- **Model:** {MODEL_NAME}, precision {', '.join(report['precisions'])}"),
         f"- **Video:** {video['name']} ({video['width']}×{video['height']}), {report['settings']['frames']} frames "
         f"per measurement ({video['distinct_frames']} distinct, cycled), {report['settings']['rounds']} alternating "
@@ -1271,7 +1271,7 @@ def render_markdown(report: dict) -> str:
                      + (f" ({target['note']})" if target.get("note") else "") + " |")
 
     lines += ["", "## Inference only", "",
-              f"Through `{'pose_fast.remote.RemoteEngine' if report.get('server') else 'pose_fast.engine.Engine'}`: "
+              f"Through `{'RemoteEngine' if report.get('server') else 'Engine'}`: "
               "*latency* is one request, `infer()` frame after frame; *throughput* "
               "keeps the device's optimal number of requests busy with `submit()` and counts frames per second over "
               "the batch (per-frame times there include waiting for a free request).", "",

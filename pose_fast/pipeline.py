@@ -107,7 +107,7 @@ class Pipeline:
     Parameters
     ----------
     source : FrameSource
-    engine : pose_fast.engine.Engine or RemoteEngine
+    engine : pose_fast.engines.contract.InferenceEngine
         Prepared here for the source's frame size.
     decoder : callable, optional
         ``decoder(heatmaps, pafs, frame_size=(w, h)) -> Poses``; default :class:`pose_fast.decode.Decoder` (one
@@ -156,7 +156,7 @@ class Pipeline:
         self._local = threading.local()
         engine.prepare(source.width, source.height)  # compiles; the request count is known only after this
         if mode == "latency":  # one request, or the few a Neural Compute Stick 2 pipelines
-            self.in_flight = max(1, int(getattr(engine, "latency_requests", 1)))
+            self.in_flight = max(1, int(engine.latency_requests))
         else:
             self.in_flight = max(1, int(engine.num_requests))
         self.ring = FrameRing(ring_size or self.in_flight + 4, source.shape)
@@ -513,7 +513,7 @@ class Pipeline:
 
     def _deliver_one(self, seq: int, slot: FrameSlot, poses: Optional[Poses], infer_ms: float,
                      decode_ms: float) -> None:
-        status = getattr(self.engine, "status_message", "") or None
+        status = self.engine.status_message or None
         if poses is None:  # dropped by the engine: shown without people; the tracker skips it (no false exits)
             self.engine_dropped += 1
             poses = fragments = Poses.empty()

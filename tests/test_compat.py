@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from pose_fast import _ov
-from pose_fast.engine import MYRIAD_REQUESTS, Engine, EngineError
+from pose_fast.engines.local import MYRIAD_REQUESTS, Engine, EngineError
 from pose_fast.model import default_precision
 
 # -- version detection --------------------------------------------------------------------------------------------
@@ -224,7 +224,7 @@ class _MyriadCore:
     (None, ["no Neural Compute Stick 2 found", "attach the stick", "udev rules"]),
 ])
 def test_each_myriad_case_on_2022_3_has_its_message(monkeypatch, error, expected):
-    from pose_fast.engine import validate_device
+    from pose_fast.engines.local import validate_device
 
     monkeypatch.setattr(_ov, "HAS_MYRIAD_SUPPORT", True)
     with pytest.raises(EngineError) as info:
@@ -236,7 +236,7 @@ def test_each_myriad_case_on_2022_3_has_its_message(monkeypatch, error, expected
 
 
 def test_myriad_listed_by_the_plugin_is_accepted(monkeypatch):
-    from pose_fast.engine import validate_device
+    from pose_fast.engines.local import validate_device
 
     monkeypatch.setattr(_ov, "HAS_MYRIAD_SUPPORT", True)
     core = _MyriadCore(None)
@@ -245,7 +245,7 @@ def test_myriad_listed_by_the_plugin_is_accepted(monkeypatch):
 
 
 def test_myriad_on_openvino_2023_or_newer_names_the_lts(monkeypatch):
-    from pose_fast.engine import validate_device
+    from pose_fast.engines.local import validate_device
 
     monkeypatch.setattr(_ov, "HAS_MYRIAD_SUPPORT", False)
     with pytest.raises(EngineError, match=r"needs OpenVINO 2022\.3 LTS.*openvino==2022\.3"):

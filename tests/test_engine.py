@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from pose_fast import _ov
-from pose_fast.engine import Engine, EngineError, network_size_for
+from pose_fast.engines.local import Engine, EngineError, network_size_for
 from pose_fast.skeleton import KEYPOINT_NAMES
 
 NECK = KEYPOINT_NAMES.index("neck")
@@ -121,7 +121,7 @@ class _CoreListing:
     (("CPU",), "GPU.0", False),
 ])
 def test_gpu_names_follow_the_listing(devices, name, accepted):
-    from pose_fast.engine import validate_device
+    from pose_fast.engines.local import validate_device
 
     core = _CoreListing(*devices)
     if accepted:

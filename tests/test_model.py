@@ -181,7 +181,7 @@ def test_fetch_model_command_error_is_one_line(tmp_path):
 
 
 def test_engine_downloads_on_first_use_with_progress(model_server, model_xml, user_cache, monkeypatch):
-    from pose_fast.engine import Engine
+    from pose_fast.engines.local import Engine
 
     monkeypatch.setitem(model.BASE_URLS, "FP16-INT8", model_server.base)  # the storage, served from shared/
     seen = []

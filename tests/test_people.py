@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from pose_fast.engine import Engine
+from pose_fast.engines.local import Engine
 from pose_fast.frames import open_source
 from pose_fast.people import MIN_KEYPOINTS, MIN_POSE_SCORE, PersonFilter
 from pose_fast.pipeline import Pipeline

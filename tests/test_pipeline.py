@@ -46,7 +46,7 @@ class Collect:
 def multi_engine(model_xml):
     """Throughput engines with three requests, whatever the device's optimum (OpenVINO 2022.3 on two cores says
     1), so that frames really overlap and finish out of order."""
-    from pose_fast.engine import Engine
+    from pose_fast.engines.local import Engine
 
     engines = {}
 

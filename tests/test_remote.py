@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from kserve_server import ServerProcess, server_python  # tests/ is on sys.path
 
-from pose_fast.engine import EngineError
-from pose_fast.remote import STATUS_OK, STATUS_RECONNECTING, RemoteEngine, parse_server_url
+from pose_fast.engines.remote import STATUS_OK, STATUS_RECONNECTING, RemoteEngine, parse_server_url
+from pose_fast.errors import EngineError
 
 pytestmark = pytest.mark.remote
 ROOT = Path(__file__).resolve().parents[1]
@@ -232,6 +232,25 @@ def test_web_command_checks_the_server_at_start(server, case):
     assert len(lines) == 1 and want in lines[0], proc.stderr
 
 
+@pytest.mark.parametrize("command, flags", [("demo.py", ["--device-name", "GPU"]),
+                                            ("demo.py", ["--model", "x.xml", "--precision", "FP32"]),
+                                            ("main.py", ["--device-name", "CPU"])])
+def test_local_only_options_are_refused_with_a_server(command, flags, video_path):
+    """Before, --device-name, --model and --precision were dropped silently with --server; now one line says why,
+    before any connection (the port here has no server: the refusal comes first)."""
+    url = f"grpc://127.0.0.1:{free_port()}"
+    args = [sys.executable, str(ROOT / command), "--server", url, *flags]
+    args += ["--no-show", "--no-db", "-i", str(video_path("store-aisle"))] if command == "demo.py" else \
+        ["--port", "0", "--camera", "none"]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "not apply with --server" in lines[0] and "cannot reach" not in lines[0], lines
+    for flag in flags:
+        if flag.startswith("--"):
+            assert flag in lines[0]
+
+
 # -- faults mid-stream -----------------------------------------------------------------------------------------------
 def test_a_request_that_times_out_is_dropped_not_waited_for(model_xml, kserve_python, read_frames):
     frames = read_frames("store-aisle", 2)
@@ -299,7 +318,7 @@ def test_a_pipeline_stops_with_the_error_when_the_server_rejects_frames(server, 
 
 def test_server_killed_mid_run_and_restarted_client_recovers(model_xml, kserve_python, read_frames, engine_for,
                                                             caplog):
-    caplog.set_level(logging.WARNING, logger="pose_fast.remote")
+    caplog.set_level(logging.WARNING, logger="pose_fast.engines.remote")
     frames = read_frames("store-aisle", 3)
     height, width = frames[0].shape[:2]
     proc = ServerProcess(model_xml, python=kserve_python).start()
@@ -474,6 +493,9 @@ def test_web_app_streams_through_the_server(server, video_path, tmp_path):
         assert stats["engine_dropped"] == 0
     finally:
         response.close()
+    page = client.get("/").get_data(as_text=True)
+    assert '<select id="device">' not in page  # no device to choose: the server has its own
+    assert f"on the model server {server.url}" in page
 
 
 def test_web_stats_count_the_frames_a_lost_server_dropped(model_xml, kserve_python, video_path, tmp_path):

@@ -215,7 +215,7 @@ class Stream:
         log.warning("stream %s on %s failed: %s", self.source, self.device, message)
 
     def _run(self) -> None:
-        from pose_fast.engine import EngineError
+        from pose_fast.errors import EngineError
         from pose_fast.frames import SourceError
 
         source = engine = None
@@ -397,7 +397,7 @@ class StreamManager:
     realtime : bool
         Play the demo video at its own frame rate (like a camera) instead of as fast as inference goes.
     server : str, optional
-        A remote engine (``grpc://...``), see :func:`pose_fast.engine.open_engine`.
+        A remote engine (``grpc://...``), see :func:`pose_fast.engines.open_engine`.
     max_viewers : int
         Viewers of all streams together; one more gets a :class:`StreamError` (each holds a server thread).
     min_pose_score : float
@@ -531,13 +531,12 @@ class StreamManager:
         raise StreamError(f"unknown source {source!r}: use {' or '.join(SOURCES)}")
 
     def open_engine(self, device: str):
-        from pose_fast.engine import open_engine
+        from pose_fast.engines import open_engine
 
-        kwargs = dict(model=self.model, device=device, precision=self.precision, input_height=self.input_height,
-                      mode="latency")
-        if not self.server:
-            kwargs["core"] = self.core
-        return open_engine(server=self.server, **kwargs)
+        if self.server:  # the server runs its own model on its own device
+            return open_engine(server=self.server, input_height=self.input_height, mode="latency")
+        return open_engine(model=self.model, device=device, precision=self.precision, input_height=self.input_height,
+                           mode="latency", core=self.core)
 
     def make_pipeline(self, stream: Stream, source, engine):
         from pose_fast.people import MIN_POSE_SCORE, PersonFilter

@@ -99,7 +99,7 @@ def index():
     sources = manager.describe_sources(probe=False)
     return render_template("index.html", sources=sources, devices=manager.devices(),
                            source=source if _param("source") else None,
-                           device=device or current_app.config["DEVICE"])
+                           device=device or current_app.config["DEVICE"], remote=manager.server)
 
 
 # -- the streams -------------------------------------------------------------------------------------------------

@@ -156,7 +156,7 @@
   buttons.forEach(function (b) {
     b.addEventListener("click", function () { choose(b.getAttribute("data-source")); });
   });
-  deviceSelect.addEventListener("change", function () {
+  if (deviceSelect) deviceSelect.addEventListener("change", function () {
     state.device = deviceSelect.value;
     start();
   });

@@ -1,8 +1,8 @@
 """Remote inference on a KServe v2 ("Open Inference Protocol") gRPC server: OpenVINO Model Server, Triton, KServe.
 
-:class:`RemoteEngine` has the interface of :class:`pose_fast.engine.Engine`, so the pipeline, decoder, tracker and
-web app run unchanged while inference happens on a model server that scales out. Capture, decode and tracking stay
-at the edge.
+:class:`RemoteEngine` implements :class:`pose_fast.engines.contract.InferenceEngine` as the local engine does, so
+the pipeline, decoder, tracker and web app run unchanged while inference happens on a model server that scales out.
+Capture, decode and tracking stay at the edge.
 
 The client (``tritonclient[grpc]``, the ``remote`` extra) reads the model's metadata, checks that it is the pose
 model, resizes each frame on the client into a preallocated buffer and keeps several requests in flight.
@@ -17,7 +17,7 @@ Faults:
   at once), so a pipeline stops with it instead of waiting;
 * server lost mid-stream: :attr:`RemoteEngine.status` becomes ``"reconnecting"`` (with a short
   :attr:`RemoteEngine.status_message` for the overlay; the loss and the recovery are logged as warnings on the
-  ``pose_fast.remote`` logger, with the reason and the outage), a background thread probes the server with
+  ``pose_fast.engines.remote`` logger, with the reason and the outage), a background thread probes the server with
   exponential backoff, frames submitted meanwhile are dropped after waiting at most ``reconnect_wait_s``, and the
   engine resumes by itself when the model is ready again.
 
@@ -39,9 +39,19 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from .engine import DEFAULT_INPUT_HEIGHT, MODES, STRIDE, EngineError, ResultCallback, check_frame, network_size_for
-from .errors import first_line
-from .model import HEATMAP_OUTPUT, INPUT_NAME, MODEL_NAME, PAF_OUTPUT
+from ..errors import EngineError, first_line
+from ..model import HEATMAP_OUTPUT, INPUT_NAME, MODEL_NAME, PAF_OUTPUT
+from .contract import (
+    DEFAULT_INPUT_HEIGHT,
+    MODES,
+    STATUS_CLOSED,
+    STATUS_OK,
+    STATUS_RECONNECTING,
+    STRIDE,
+    ResultCallback,
+    check_frame,
+    network_size_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +68,6 @@ DATATYPES = {"FP32": np.float32, "FP16": np.float16, "UINT8": np.uint8}
 #: gRPC status codes that mean "the server (or the model on it) is not there right now".
 LOST_CODES = ("UNAVAILABLE", "NOT_FOUND", "CANCELLED", "UNKNOWN", "INTERNAL", "RESOURCE_EXHAUSTED", "ABORTED")
 
-STATUS_OK = "ok"
-STATUS_RECONNECTING = "reconnecting"
-STATUS_CLOSED = "closed"
 
 
 def parse_server_url(url: str) -> tuple:
@@ -127,7 +134,7 @@ class _Slot:
 
 
 class RemoteEngine:
-    """The pose model on a KServe v2 gRPC server, with the interface of :class:`pose_fast.engine.Engine`.
+    """The pose model on a KServe v2 gRPC server, with the interface of :class:`pose_fast.engines.local.Engine`.
 
     Parameters
     ----------
@@ -294,6 +301,11 @@ class RemoteEngine:
     @property
     def num_requests(self) -> int:
         return self._num_requests
+
+    @property
+    def latency_requests(self) -> int:
+        """One: a server gives the newest frame its full attention."""
+        return 1
 
     def prepare(self, frame_width: int, frame_height: int) -> None:
         """Choose the network input size for this source and allocate the request buffers; idempotent."""
@@ -556,7 +568,7 @@ class RemoteEngine:
 def run_streams(make_engine, frames: list, streams: int = 1, frames_per_stream: int = 30, warmup: int = 2,
                 clocks: Optional[dict] = None) -> dict:
     """Push ``streams`` concurrent video streams through engines (one per stream, as separate cameras would) and
-    measure them; works for :class:`RemoteEngine` and the local :class:`~pose_fast.engine.Engine` alike.
+    measure them; works for :class:`RemoteEngine` and the local :class:`~pose_fast.engines.local.Engine` alike.
 
     ``make_engine()`` returns a new engine; each stream submits ``frames_per_stream`` frames (cycling through
     ``frames``) as fast as its engine accepts them. Returns ``aggregate_fps``, ``per_stream_fps`` (list),

@@ -7,7 +7,6 @@ memory, valid until that request runs again.
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -15,35 +14,20 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from . import _ov
-from ._ov import AsyncInferQueue, Core, Layout, PrePostProcessor, ResizeAlgorithm, Type
-from .errors import EngineError, ModelError
-from .errors import first_line as _first_line
-from .folders import user_cache_dir
-from .model import HEATMAP_OUTPUT, INPUT_NAME, PAF_OUTPUT, default_precision, resolve_model
+from .. import _ov
+from .._ov import AsyncInferQueue, Core, Layout, PrePostProcessor, ResizeAlgorithm, Type
+from ..errors import EngineError, ModelError
+from ..errors import first_line as _first_line
+from ..folders import user_cache_dir
+from ..model import HEATMAP_OUTPUT, INPUT_NAME, PAF_OUTPUT, default_precision, resolve_model
+from .contract import DEFAULT_INPUT_HEIGHT, MODES, STATUS_OK, STRIDE, ResultCallback, check_frame, network_size_for
 
-MODES = ("latency", "throughput")
 DEVICE_FAMILIES = ("CPU", "GPU", "NPU", "MYRIAD", "AUTO")
 VIRTUAL_PREFIXES = ("AUTO", "MULTI", "HETERO", "BATCH")
-DEFAULT_INPUT_HEIGHT = 256
-STRIDE = 8
 MYRIAD_REQUESTS = 4  # the stick pipelines several requests
 #: Arithmetic the CPU plugin may be asked for (``INFERENCE_PRECISION_HINT``); see :class:`Engine`.
 CPU_PRECISIONS = ("f32", "bf16")
 DEFAULT_CPU_PRECISION = "f32"
-
-ResultCallback = Callable[[np.ndarray, np.ndarray, object, float], None]
-
-
-def network_size_for(frame_width: int, frame_height: int, input_height: int = DEFAULT_INPUT_HEIGHT) -> tuple:
-    """Network input (width, height) for a source: fixed height, width a multiple of 8 keeping the aspect."""
-    if frame_width <= 0 or frame_height <= 0:
-        raise ValueError(f"frame size must be positive, got {frame_width}x{frame_height}")
-    if input_height <= 0 or input_height % STRIDE:
-        raise ValueError(f"input height must be a positive multiple of {STRIDE}, got {input_height}")
-    width = max(STRIDE, int(round(input_height * frame_width / frame_height / STRIDE)) * STRIDE)
-    return width, input_height
-
 
 def validate_device(core: Core, device: str) -> str:
     """Return the device name if this machine can run it, else raise EngineError listing what it has."""
@@ -105,22 +89,6 @@ def _check_myriad(core: Core, available: list, have: str) -> None:
     raise EngineError("no Neural Compute Stick 2 found (the MYRIAD plugin is installed but sees no stick): attach "
                       "the stick, install the udev rules (install_NCS_udev_rules.sh from the OpenVINO archive) "
                       f"and re-plug it; this machine has: {have}")
-
-
-def check_frame(frame, engine) -> None:
-    """Refuse anything but an OpenCV BGR frame; prepare ``engine`` for the first frame's size."""
-    if frame is None or not isinstance(frame, np.ndarray) or frame.size == 0:
-        raise ValueError("empty frame: the source gave no image (check the camera or the video file)")
-    if frame.dtype != np.uint8:
-        raise ValueError(f"frame must be uint8 BGR as OpenCV reads it, got dtype {frame.dtype}")
-    if frame.ndim != 3 or frame.shape[2] != 3:
-        raise ValueError(f"frame must be H x W x 3 (BGR), got shape {frame.shape}")
-    height, width = frame.shape[:2]
-    if engine.frame_size is None:
-        engine.prepare(width, height)
-    elif engine.frame_size != (width, height):
-        raise ValueError(f"frame is {width}x{height} but the engine was prepared for "
-                         f"{engine.frame_size[0]}x{engine.frame_size[1]}: call prepare() for the new source")
 
 
 def default_cache_dir() -> Path:
@@ -200,6 +168,8 @@ class Engine:
         self._callback: Optional[ResultCallback] = None
         self._callback_error: Optional[BaseException] = None
         self._lock = threading.Lock()
+        self.status = STATUS_OK  # a local device does not come and go
+        self.status_message = ""
 
     # -- set-up --------------------------------------------------------------------------------------------------
     def _set_cache(self, cache_dir) -> None:
@@ -349,15 +319,3 @@ class Engine:
         size = f"{self.network_size[0]}x{self.network_size[1]}" if self.network_size else "not prepared"
         return (f"{self.device} {self.precision} {size}, {self.num_requests} request(s), {self.mode}, "
                 f"OpenVINO {_ov.VERSION.split('-')[0]}")
-
-
-def open_engine(server: Optional[str] = None, **kwargs):
-    """The local :class:`Engine`, or a remote one when ``server`` (or ``POSE_FAST_SERVER``) names a KServe
-    v2 gRPC endpoint (``grpc://host:port[/model]``)."""
-    server = server or os.environ.get("POSE_FAST_SERVER") or None
-    if not server:
-        return Engine(**kwargs)
-    from .remote import RemoteEngine
-
-    return RemoteEngine(server, num_requests=kwargs.get("num_requests"), mode=kwargs.get("mode", "latency"),
-                        input_height=kwargs.get("input_height", DEFAULT_INPUT_HEIGHT))
