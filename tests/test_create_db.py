@@ -9,9 +9,8 @@ from pathlib import Path
 import apsw
 from click.testing import CliRunner
 
-from pose_fast import events
 from pose_fast.cli.db import create_db
-from pose_fast.events import SCHEMA_VERSION, EventStore, read_events
+from pose_fast.events import SCHEMA_VERSION, EventStore, read_events, schema
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +36,7 @@ def test_script_creates_then_is_idempotent(tmp_path):
 def test_migrates_an_older_database(tmp_path):
     path = tmp_path / "v1.db"
     conn = apsw.Connection(str(path))
-    conn.execute(events.MIGRATIONS[0])
+    conn.execute(schema.MIGRATIONS[0])
     conn.execute("PRAGMA user_version = 1")
     conn.execute("INSERT INTO events (kind, person_id, timestamp, source, frame_index, people_count, device) "
                  "VALUES ('enter', 1, '2025-01-01T00:00:00.000Z', 'cam', 0, 1, 'CPU')")

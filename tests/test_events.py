@@ -15,7 +15,6 @@ import apsw
 import numpy as np
 import pytest
 
-from pose_fast import events
 from pose_fast.events import (
     SCHEMA_VERSION,
     EventRecorder,
@@ -25,6 +24,7 @@ from pose_fast.events import (
     default_db_path,
     read_events,
     resolve_db_path,
+    schema,
 )
 from pose_fast.timestamps import iso_utc, parse_iso_utc
 from pose_fast.tracking import Tracker
@@ -70,7 +70,7 @@ def test_pragmas_and_schema_version(tmp_path):
     store = EventStore(path)
     try:
         assert store._conn.execute("PRAGMA synchronous").fetchall()[0][0] == 1  # NORMAL
-        assert store._conn.execute("PRAGMA busy_timeout").fetchall()[0][0] == events.BUSY_TIMEOUT_MS
+        assert store._conn.execute("PRAGMA busy_timeout").fetchall()[0][0] == schema.BUSY_TIMEOUT_MS
     finally:
         store.close()
     conn = apsw.Connection(str(path))
@@ -84,7 +84,7 @@ def test_pragmas_and_schema_version(tmp_path):
 def test_migration_from_version_1_keeps_events_and_backfills_counts(tmp_path):
     path = tmp_path / "old.db"
     conn = apsw.Connection(str(path))
-    conn.execute(events.MIGRATIONS[0])
+    conn.execute(schema.MIGRATIONS[0])
     conn.execute("PRAGMA user_version = 1")
     conn.executemany("INSERT INTO events (kind, person_id, timestamp, source, frame_index, people_count, device) "
                      "VALUES (?, ?, ?, 'old', ?, 1, 'CPU')",

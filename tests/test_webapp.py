@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pose_fast.webapp import ConfigError, create_app, load_config
-from pose_fast.webapp.streams import BOUNDARY, MjpegBroadcaster
+from pose_fast.webapp.broadcaster import BOUNDARY, MjpegBroadcaster
 
 NO_CAMERA = 99  # an index no machine has: the camera path is the "no camera" one everywhere
 

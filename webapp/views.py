@@ -21,7 +21,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
-from .streams import BOUNDARY, MjpegBody, StreamError, StreamManager
+from .broadcaster import BOUNDARY
+from .stream import MjpegBody, StreamError
+from .streams import StreamManager
 
 __all__ = ["page_bp", "streams_bp", "get_manager"]
 

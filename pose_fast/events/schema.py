@@ -1,0 +1,207 @@
+"""The events database itself: its schema and migrations, where it lives, how connections open, and the one-line
+messages for what goes wrong (:class:`~pose_fast.errors.EventStoreError`)."""
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from typing import Tuple
+from urllib.parse import quote
+
+import apsw
+
+from ..errors import EventStoreError, first_line
+from ..folders import user_data_dir
+
+__all__ = ["SCHEMA_VERSION", "KINDS", "BUSY_TIMEOUT_MS", "MIGRATIONS", "default_db_path", "resolve_db_path",
+           "create_or_migrate"]
+
+KINDS = ("enter", "exit")
+BUSY_TIMEOUT_MS = 5000
+
+#: Each entry migrates the schema from version ``i`` to ``i + 1``; ``PRAGMA user_version`` holds the version.
+MIGRATIONS = (
+    # 0 -> 1: the events table
+    """
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('enter', 'exit')),
+        person_id INTEGER NOT NULL,
+        timestamp TEXT NOT NULL,
+        source TEXT NOT NULL,
+        frame_index INTEGER NOT NULL,
+        people_count INTEGER NOT NULL,
+        device TEXT NOT NULL
+    );
+    """,
+    # 1 -> 2: indexes for the API's filters (each keeps id order for its equality filter), and per (kind, source)
+    # counts for O(1) totals. The writer adds to the counts in the same transaction as the events (cheaper than a
+    # trigger per row); a trigger takes deletions off.
+    """
+    CREATE INDEX events_kind ON events(kind);
+    CREATE INDEX events_source ON events(source);
+    CREATE INDEX events_source_kind ON events(source, kind);
+    CREATE INDEX events_timestamp ON events(timestamp);
+    CREATE TABLE event_counts (
+        kind TEXT NOT NULL,
+        source TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (kind, source)
+    ) WITHOUT ROWID;
+    INSERT INTO event_counts (kind, source, n) SELECT kind, source, count(*) FROM events GROUP BY kind, source;
+    CREATE TABLE event_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO event_meta (key, value) VALUES ('deletions', 0), ('instance', abs(random()));
+    CREATE TRIGGER events_uncounted AFTER DELETE ON events BEGIN
+        UPDATE event_counts SET n = n - 1 WHERE kind = old.kind AND source = old.source;
+        UPDATE event_meta SET value = value + 1 WHERE key = 'deletions';
+    END;
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+# -- paths ------------------------------------------------------------------------------------------------------
+def default_db_path() -> Path:
+    """Where events go when no ``--db`` is given: ``$POSE_FAST_DB`` if set, otherwise ``events.sqlite3`` in the
+    per-user data folder (:func:`pose_fast.folders.user_data_dir`: ``~/.local/share/pose_fast`` on Linux)."""
+    env = os.environ.get("POSE_FAST_DB")
+    if env:
+        return Path(env).expanduser()
+    return user_data_dir("events.sqlite3")
+
+
+def resolve_db_path(db=None) -> Path:
+    """``db`` (a ``--db`` value) when given, else :func:`default_db_path`."""
+    return Path(db).expanduser() if db else default_db_path()
+
+
+# -- errors -----------------------------------------------------------------------------------------------------
+_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _explain(exc: BaseException, path, doing: str, system_errno: int = 0) -> str:
+    """One line for people: what failed and what to do (``system_errno``: the OS error behind an SQLite one)."""
+    first = first_line(exc)
+    if isinstance(exc, apsw.FullError) or system_errno in _FULL_ERRNOS:  # SQLite calls a failed write() an I/O error
+        return (f"cannot {doing} {path}: the disk or database is full; free some space or use "
+                f"--db/POSE_FAST_DB to put the database on another disk")
+    if isinstance(exc, (apsw.ReadOnlyError, apsw.PermissionsError, apsw.AuthError)):
+        return (f"cannot {doing} {path}: the database is read-only ({first}); make the file and its folder "
+                f"writable or use --db/POSE_FAST_DB to choose another file")
+    if isinstance(exc, apsw.NotADBError):
+        return f"cannot {doing} {path}: the file is not an SQLite database; use --db/POSE_FAST_DB to choose another"
+    if isinstance(exc, apsw.CantOpenError):
+        return (f"cannot {doing} {path}: the file cannot be opened ({first}); check that its folder exists and is "
+                f"writable, or use --db/POSE_FAST_DB to choose another file")
+    if isinstance(exc, apsw.BusyError):
+        return (f"cannot {doing} {path}: the database stayed locked by another program for "
+                f"{BUSY_TIMEOUT_MS / 1000:g} s; close it and retry")
+    if isinstance(exc, apsw.IOError):
+        return (f"cannot {doing} {path}: disk I/O error ({first}); the disk may be full, read-only or failing: free "
+                f"some space or use --db/POSE_FAST_DB to put the database on another disk")
+    if isinstance(exc, apsw.CorruptError):
+        return f"cannot {doing} {path}: the database is corrupt ({first}); move it away and run pose-fast create-db"
+    if isinstance(exc, OSError):
+        return f"cannot {doing} {path}: {exc.strerror or first}; check the path or use --db/POSE_FAST_DB"
+    return f"cannot {doing} {path}: {first}"
+
+
+# -- schema -----------------------------------------------------------------------------------------------------
+def _connect(path: Path, readonly: bool = False) -> apsw.Connection:
+    if readonly:
+        flags = apsw.SQLITE_OPEN_READONLY
+    else:
+        flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+    conn = apsw.Connection(str(path), flags=flags)
+    conn.setbusytimeout(BUSY_TIMEOUT_MS)
+    return conn
+
+
+def _version(conn) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchall()[0][0])
+
+
+def _migrate(conn, path, writable=True) -> Tuple[int, int]:
+    conn.execute("PRAGMA journal_mode=WAL").fetchall()
+    conn.execute("PRAGMA synchronous=NORMAL")
+    before = _version(conn)
+    if before > SCHEMA_VERSION:
+        raise EventStoreError(f"{path} has schema version {before}, newer than this pose_fast knows "
+                              f"({SCHEMA_VERSION}); upgrade pose_fast or use --db/POSE_FAST_DB for another file")
+    if before == SCHEMA_VERSION:
+        if writable and conn.readonly("main"):
+            raise apsw.ReadOnlyError("attempt to write a readonly database")
+        return before, before
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        before = _version(conn)  # re-read under the write lock: another process may have migrated meanwhile
+        if before == 0 and conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchall()[0][0]:
+            raise EventStoreError(f"{path} is an SQLite database of another program (schema version 0 with "
+                                  f"tables); use --db/POSE_FAST_DB to choose another file")
+        for step in range(before, SCHEMA_VERSION):
+            conn.execute(MIGRATIONS[step])
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if not conn.getautocommit():
+            conn.execute("ROLLBACK")
+        raise
+    return before, SCHEMA_VERSION
+
+
+def _open_writer(path, writable=True) -> Tuple[apsw.Connection, int, int]:
+    path = Path(path)
+    try:
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+        conn = _connect(path)
+    except (apsw.Error, OSError) as exc:
+        raise EventStoreError(_explain(exc, path, "open the events database")) from None
+    try:
+        before, after = _migrate(conn, path, writable)
+    except EventStoreError:
+        conn.close()
+        raise
+    except apsw.Error as exc:
+        conn.close()
+        raise EventStoreError(_explain(exc, path, "open the events database")) from None
+    return conn, before, after
+
+
+def create_or_migrate(path) -> Tuple[int, int]:
+    """Create the database at ``path`` (and its folder) or migrate it to :data:`SCHEMA_VERSION`.
+
+    Returns ``(version_before, version_after)``; ``(0, SCHEMA_VERSION)`` for a new file. Idempotent: an up-to-date
+    database is left as it is (even a read-only one). Raises :class:`EventStoreError` (one line) when it cannot.
+    """
+    conn, before, after = _open_writer(path, writable=False)
+    conn.close()
+    return before, after
+
+
+def _open_reader(path) -> apsw.Connection:
+    path = Path(path)
+    if not path.is_file():
+        raise EventStoreError(f"no events database at {path}; run `pose-fast create-db --db {path}` or start "
+                              f"the demo with --db {path}")
+    try:
+        try:
+            conn = _connect(path, readonly=True)
+            version = _version(conn)
+        except (apsw.ReadOnlyError, apsw.CantOpenError):
+            # a WAL database in a folder we cannot write, with no -shm file: nobody can be writing it, so read it
+            # as immutable (SQLite's documented way to read such a file)
+            conn = apsw.Connection(f"file:{quote(str(path.resolve()))}?immutable=1",
+                                   flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+            version = _version(conn)
+    except apsw.Error as exc:
+        raise EventStoreError(_explain(exc, path, "read the events database")) from None
+    if version != SCHEMA_VERSION:
+        conn.close()
+        if version > SCHEMA_VERSION:
+            raise EventStoreError(f"{path} has schema version {version}, newer than this pose_fast knows "
+                                  f"({SCHEMA_VERSION}); upgrade pose_fast")
+        raise EventStoreError(f"{path} has schema version {version}, expected {SCHEMA_VERSION}; run "
+                              f"`pose-fast create-db --db {path}` to create or migrate it")
+    return conn

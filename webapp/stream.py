@@ -1,0 +1,258 @@
+"""One live stream: :class:`Stream` runs the pipeline of one (source, device) in its own thread; a
+:class:`Subscription` is one viewer of it (:class:`MjpegBody`: that viewer as a WSGI response body)."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable, Iterator, List, Optional, Protocol
+
+from pose_fast.errors import PoseFastError, first_line
+
+from .broadcaster import MjpegBroadcaster, mjpeg_part
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Stream", "Subscription", "MjpegBody", "StreamError", "StreamOwner", "RELEASE_TIMEOUT"]
+
+_WAIT = 0.25  # s: how often a waiting viewer checks that its connection and its stream are still alive
+#: s a new stream waits for a stopping one to close the same source or device (a remote request ends within 10 s).
+RELEASE_TIMEOUT = 15.0
+
+
+class StreamError(PoseFastError, RuntimeError):
+    """A stream cannot start or has stopped with an error; the message is one line for people."""
+
+
+class StreamOwner(Protocol):
+    """What a :class:`Stream` and its :class:`Subscription` ask of the registry that made them
+    (:class:`~pose_fast.webapp.streams.StreamManager`)."""
+
+    jpeg_quality: int
+
+    def open_source(self, source: str): ...
+
+    def open_engine(self, device: str): ...
+
+    def make_pipeline(self, stream: Stream, source, engine): ...
+
+    def unsubscribe(self, stream: Stream) -> None: ...
+
+    def _ended(self, stream: Stream) -> None: ...  # the stream's thread has closed its source and engine
+
+
+class Stream:
+    """One pipeline for one (source, device): opened, run and closed in its own threads."""
+
+    def __init__(self, manager: StreamOwner, source: str, device: str):
+        self.manager = manager
+        self.source = source
+        self.device = device
+        self.key = (source, device)
+        self.broadcaster = MjpegBroadcaster(quality=manager.jpeg_quality)
+        self.state = "starting"  # starting -> running -> stopped | failed
+        self.error: Optional[str] = None
+        self.viewers = 0  # guarded by the manager's lock
+        self.started_at = time.time()
+        self.ready_s: Optional[float] = None  # seconds from start to the first frame
+        self.stopped_at: Optional[float] = None
+        self.engine_text = ""
+        self.pipeline = None
+        self.released = threading.Event()  # set once this stream's thread has closed its source and engine
+        self.blockers: List[Stream] = []  # stopping streams on the same source or device, waited for before opening
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._stop_timer: Optional[threading.Timer] = None
+        self._thread = threading.Thread(target=self._run, name=f"stream-{source}-{device}", daemon=True)
+
+    # -- life cycle --------------------------------------------------------------------------------------------
+    def start(self) -> Stream:
+        self._thread.start()
+        return self
+
+    def wait_ready(self, timeout: Optional[float] = None) -> bool:
+        """Wait until the stream is running or has failed; False on time-out."""
+        return self._ready.wait(timeout)
+
+    def stop(self) -> None:
+        """Ask the stream to stop (returns at once; :meth:`join` waits)."""
+        self._stop.set()
+        pipe = self.pipeline
+        if pipe is not None:
+            pipe.stop()
+        self.broadcaster.close()
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self.state in ("starting", "running")
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+        self.state = "failed"
+        log.warning("stream %s on %s failed: %s", self.source, self.device, message)
+
+    def _run(self) -> None:
+        from pose_fast.errors import EngineError
+        from pose_fast.frames import SourceError
+
+        source = engine = None
+        try:
+            self._wait_for_release()
+            try:
+                if self._stop.is_set():
+                    return
+                source = self.manager.open_source(self.source)
+                if self._stop.is_set():
+                    return
+                engine = self.manager.open_engine(self.device)
+                if self._stop.is_set():
+                    return
+                self.pipeline = self.manager.make_pipeline(self, source, engine)
+                self.engine_text = engine.describe() if hasattr(engine, "describe") else self.device
+            except (SourceError, EngineError, StreamError, OSError, ValueError) as exc:
+                self._fail(first_line(exc))
+                return
+            except Exception as exc:  # noqa: BLE001 - any failure must reach the page, not hang it
+                self._fail(f"the stream could not start ({first_line(exc)})")
+                return
+            if self._stop.is_set():
+                return
+            self.state = "running"
+            self.ready_s = time.time() - self.started_at
+            self._ready.set()
+            try:
+                self.pipeline.run()
+            except Exception as exc:  # noqa: BLE001
+                self._fail(f"the stream stopped: {first_line(exc)}")
+            else:
+                if not self._stop.is_set():
+                    self._fail("the source ended")
+        finally:
+            if self.state != "failed":
+                self.state = "stopped"
+            self.stopped_at = time.time()
+            self.broadcaster.close()
+            for thing in (engine, source):
+                if thing is not None:
+                    try:
+                        thing.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+            self.released.set()
+            self._ready.set()
+            self.manager._ended(self)
+
+    def _wait_for_release(self) -> None:
+        """Wait until the stopping streams on this source or device have closed them (a camera or an NCS2 opens
+        once), at most ``RELEASE_TIMEOUT`` s; then open anyway (a failure to open reaches the page)."""
+        deadline = time.monotonic() + RELEASE_TIMEOUT
+        for old in self.blockers:
+            while not old.released.wait(_WAIT) and not self._stop.is_set():
+                if time.monotonic() > deadline:
+                    log.warning("stream %s on %s still holds its source or engine after %g s; opening anyway",
+                                old.source, old.device, RELEASE_TIMEOUT)
+                    break
+        self.blockers = []
+
+    # -- numbers -----------------------------------------------------------------------------------------------
+    def stats(self) -> dict:
+        b = self.broadcaster
+        running = self.state == "running"
+        return {
+            "source": self.source,
+            "device": self.device,
+            "state": self.state,
+            "error": self.error,
+            "fps": round(b.fps, 2) if running else 0.0,
+            "inference_ms": round(b.inference_ms, 1) if running else 0.0,
+            "people": b.people if running else 0,
+            "viewers": self.viewers,
+            "frames": b.frames,
+            "frames_watched": b.frames_watched,
+            "encodes": b.encodes,
+            "encode_ms": round(b.encode_ms, 2),
+            "frame_size": list(b.size) if b.size else None,
+            "engine": self.engine_text,
+            "ready_s": None if self.ready_s is None else round(self.ready_s, 3),
+            "dropped": self.pipeline.dropped if self.pipeline is not None else 0,
+            "engine_dropped": self.pipeline.engine_dropped if self.pipeline is not None else 0,
+        }
+
+
+class Subscription:
+    """One viewer of a stream: iterate :meth:`frames` (or :meth:`mjpeg`); :meth:`close` unsubscribes (idempotent)."""
+
+    def __init__(self, manager: StreamOwner, stream: Stream):
+        self.manager = manager
+        self.stream = stream
+        self.sent = 0
+        self.sequence = 0  # the broadcaster's number of the last frame given
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def frames(self, disconnected: Optional[Callable[[], bool]] = None) -> Iterator[bytes]:
+        """JPEG frames as they come: each newer than the last one given; ends when the stream ends or
+        ``disconnected()`` says the client has gone."""
+        b = self.stream.broadcaster
+        seq = b.start_seq()
+        try:
+            while not self._closed:
+                jpeg, seq = b.wait_newer(seq, _WAIT)
+                if disconnected is not None and disconnected():
+                    return
+                if jpeg is None:
+                    if not self.stream.alive or b.closed:
+                        return
+                    continue
+                self.sent += 1
+                self.sequence = seq
+                yield jpeg
+        finally:
+            self.close()
+
+    def latest(self, timeout: float) -> Optional[bytes]:
+        """The JPEG of the newest frame: the cached one if current, else the next one encoded (waiting up to
+        ``timeout`` s)."""
+        b = self.stream.broadcaster
+        deadline = time.monotonic() + timeout
+        start = b.start_seq()
+        jpeg, _ = b.wait_newer(start, 0)
+        while jpeg is None and self.stream.alive and time.monotonic() < deadline:
+            jpeg, _ = b.wait_newer(start, min(_WAIT, max(0.0, deadline - time.monotonic())))
+        return jpeg
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.manager.unsubscribe(self.stream)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class MjpegBody:
+    """A WSGI body iterable of MJPEG parts whose ``close()`` unsubscribes even if iteration never started."""
+
+    def __init__(self, subscription: Subscription, disconnected: Optional[Callable[[], bool]] = None):
+        self.subscription = subscription
+        self._frames = subscription.frames(disconnected)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> bytes:
+        jpeg = next(self._frames)
+        return mjpeg_part(jpeg, self.subscription.sequence)
+
+    def close(self) -> None:
+        self._frames.close()
+        self.subscription.close()
