@@ -8,6 +8,8 @@ from pose_fast.model import PRECISIONS, ModelError, print_progress
 
 from .errors import UserError
 
+__all__ = ["fetch_model"]
+
 
 @click.command("fetch-model")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="FP16-INT8", show_default=True,

@@ -3,6 +3,8 @@ import importlib
 
 import click
 
+__all__ = ["cli", "run", "COMMANDS"]
+
 COMMANDS = {
     "demo": (".demo", "demo", "Show poses over a camera, file or stream."),
     "web": (".web", "web", "Serve the live view and the /detections API."),

@@ -1,4 +1,15 @@
-"""pose_fast: real-time multi-person 2D pose estimation on video with OpenVINO."""
+"""pose_fast: real-time multi-person 2D pose estimation on video with OpenVINO.
+
+>>> import pose_fast
+>>> engine = pose_fast.open_engine(device="CPU")                                   # doctest: +SKIP
+>>> heatmaps, pafs = engine.infer(frame)                                           # doctest: +SKIP
+>>> poses = pose_fast.decode(heatmaps, pafs, frame_size=(w, h))                    # doctest: +SKIP
+>>> with pose_fast.open_source("clip.mp4") as source:                              # doctest: +SKIP
+...     pose_fast.Pipeline(source, engine, sinks=[pose_fast.JsonlSink("poses.jsonl")]).run()
+
+The names below are imported on first use, so ``import pose_fast`` stays cheap (no OpenVINO, NumPy or OpenCV until
+they are needed). ``docs/architecture.md`` says which module does what.
+"""
 from __future__ import annotations
 
 import importlib.abc
@@ -34,7 +45,29 @@ def _find_front_ends_in_checkout() -> None:
 _find_front_ends_in_checkout()
 
 
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "Engine": "engines.local", "open_engine": "engines", "InferenceEngine": "engines.contract",
+    "decode": "decode", "Decoder": "decode", "Poses": "poses", "PersonFilter": "people",
+    "Tracker": "tracking", "Pipeline": "pipeline", "FrameResult": "pipeline", "open_source": "frames",
+    "EventStore": "events", "EventRecorder": "events", "read_events": "events",
+    "JsonlSink": "sinks", "VideoSink": "sinks", "WindowSink": "sinks", "Renderer": "render",
+    "PoseFastError": "errors", "EngineError": "errors", "SourceError": "errors", "EventStoreError": "errors",
+}
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
 def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value  # looked up once
+        return value
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version
 

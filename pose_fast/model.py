@@ -19,6 +19,10 @@ from typing import Callable, Optional
 from .errors import ModelError, first_line
 from .folders import user_cache_dir
 
+__all__ = ["MODEL_NAME", "PRECISIONS", "DEFAULT_PRECISION", "CHECKSUMS", "FileSpec", "INPUT_NAME", "PAF_OUTPUT",
+           "HEATMAP_OUTPUT", "ModelError", "default_precision", "cache_dir", "resolve_model", "file_digest",
+           "fetch_model", "verify_ir", "print_progress"]
+
 MODEL_NAME = "human-pose-estimation-0001"
 PRECISIONS = ("FP32", "FP16", "FP16-INT8")
 DEFAULT_PRECISION = "FP16-INT8"

@@ -33,6 +33,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .engines.contract import MODES, InferenceEngine
 from .errors import PipelineError, SourceError
 from .frames import FrameRing, FrameSlot, FrameSource
 from .people import PersonFilter
@@ -42,7 +43,6 @@ from .sinks import StopPipeline
 
 __all__ = ["Pipeline", "FrameResult", "MODES", "STAGES", "PipelineError"]
 
-MODES = ("latency", "throughput")
 #: Per-frame timings (ms) in every FrameResult and in stats(); ``latency`` is capture done -> overlay done.
 STAGES = ("capture", "inference", "decode", "render", "latency")
 _END = object()
@@ -133,7 +133,7 @@ class Pipeline:
         and passed on as ``fragments``. Default ``PersonFilter()``.
     """
 
-    def __init__(self, source: FrameSource, engine, decoder=None, tracker=None, sinks: Sequence = (),
+    def __init__(self, source: FrameSource, engine: InferenceEngine, decoder=None, tracker=None, sinks: Sequence = (),
                  mode: str = "throughput", renderer: Optional[Renderer] = None, limit: Optional[int] = None,
                  loop: bool = False, ring_size: Optional[int] = None,
                  person_filter: Optional[PersonFilter] = None):

@@ -7,6 +7,8 @@ import numpy as np
 
 from .skeleton import COCO17_FROM_BODY18, NUM_KEYPOINTS
 
+__all__ = ["Poses"]
+
 
 @dataclass(frozen=True)
 class Poses:

@@ -1,6 +1,9 @@
 """The BODY_18 skeleton of human-pose-estimation-0001: keypoint names, limbs, PAF channels, colours."""
 import numpy as np
 
+__all__ = ["KEYPOINT_NAMES", "NUM_KEYPOINTS", "NUM_HEATMAPS", "NUM_PAF_CHANNELS", "LIMBS", "PAF_X_CHANNELS",
+           "COCO17_FROM_BODY18", "DRAWN_LIMBS", "LIMB_COLORS"]
+
 KEYPOINT_NAMES = (
     "nose", "neck",
     "r_shoulder", "r_elbow", "r_wrist",

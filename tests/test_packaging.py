@@ -28,6 +28,11 @@ def test_the_wheel_installs_only_pose_fast(tmp_path):
                    "pose_fast/_decode.pyx"):
         assert member in names, member
     assert "pose-fast = pose_fast.cli.main:cli" in entry_points
+    # every package of the source tree is in the wheel (pyproject.toml lists them)
+    for init in [*ROOT.glob("pose_fast/**/__init__.py"), ROOT / "cli" / "__init__.py", ROOT / "webapp" / "__init__.py"]:
+        relative = init.relative_to(ROOT).as_posix()
+        member = relative if relative.startswith("pose_fast/") else f"pose_fast/{relative}"
+        assert member in names, f"{member} is missing from the wheel: add its package to pyproject.toml"
 
 
 def test_a_users_own_cli_module_does_not_shadow_the_command(tmp_path):

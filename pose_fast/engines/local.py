@@ -22,6 +22,9 @@ from ..folders import user_cache_dir
 from ..model import HEATMAP_OUTPUT, INPUT_NAME, PAF_OUTPUT, default_precision, resolve_model
 from .contract import DEFAULT_INPUT_HEIGHT, MODES, STATUS_OK, STRIDE, ResultCallback, check_frame, network_size_for
 
+__all__ = ["Engine", "EngineError", "validate_device", "default_cache_dir", "CPU_PRECISIONS", "DEFAULT_CPU_PRECISION",
+           "MYRIAD_REQUESTS", "DEVICE_FAMILIES", "VIRTUAL_PREFIXES"]
+
 DEVICE_FAMILIES = ("CPU", "GPU", "NPU", "MYRIAD", "AUTO")
 VIRTUAL_PREFIXES = ("AUTO", "MULTI", "HETERO", "BATCH")
 MYRIAD_REQUESTS = 4  # the stick pipelines several requests
