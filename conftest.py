@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent
+# tests/ holds helper modules (synthetic, support) that tests and benchmarks import by name, whatever the rootdir
+if str(ROOT / "tests") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tests"))
 SHARED = ROOT.parent / "shared"
 VIDEOS = Path(os.environ.get("POSE_FAST_VIDEO_DIR", SHARED / "videos"))
 
@@ -149,3 +154,29 @@ class EncodeCounter:
 def count_encodes(monkeypatch):
     """``count_encodes(lambda: broadcaster)`` -> :class:`EncodeCounter`, undone after the test."""
     return lambda broadcaster: EncodeCounter(monkeypatch, broadcaster)
+
+
+#: The web tests' settings: the shared store-aisle clip as the demo, no camera, a small network, no pacing.
+WEB_TEST_CONFIG = {"CAMERA": 99, "INPUT_HEIGHT": 128, "STREAM_GRACE": 0.3, "REALTIME": False, "DEVICE": "CPU"}
+
+
+@pytest.fixture()
+def live_server(tmp_path, model_xml, video_path):
+    """``live_server(threads=12, backlog_bytes=..., **config)`` -> (base URL, port, app): the web app on a real
+    waitress server on a free loopback port, with :data:`WEB_TEST_CONFIG` and a private events database; all
+    stopped after the test."""
+    from support import running_server
+
+    from pose_fast.webapp import create_app
+
+    with contextlib.ExitStack() as stack:
+        def start(threads: int = 12, **config):
+            settings = {"DATABASE": str(tmp_path / "events.sqlite3"), "DEMO_VIDEO": str(video_path("store-aisle")),
+                        "MODEL": str(model_xml), **WEB_TEST_CONFIG}
+            options = {key: config.pop(key) for key in ("backlog_bytes",) if key in config}
+            settings.update(config)
+            app = create_app(settings)
+            base, port = stack.enter_context(running_server(app, threads=threads, **options))
+            return base, port, app
+
+        yield start

@@ -5,18 +5,13 @@ Screenshots go to ``test-artifacts/`` (``web-no-camera.png``, ``web-demo.png``).
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from pathlib import Path
 
 import pytest
-
-from pose_fast.cli.web import make_server
-from pose_fast.webapp import create_app
+import support
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-NO_CAMERA = 99
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
@@ -24,12 +19,8 @@ pytestmark = pytest.mark.browser
 
 
 def wait_for(predicate, timeout=60.0, step=0.1):
-    deadline = time.monotonic() + timeout
-    value = predicate()
-    while not value and time.monotonic() < deadline:
-        time.sleep(step)
-        value = predicate()
-    return value
+    """A browser takes its time: support.wait_for with a longer default."""
+    return support.wait_for(predicate, timeout, step)
 
 
 @pytest.fixture(scope="module")
@@ -55,17 +46,9 @@ def browser():
 
 
 @pytest.fixture()
-def server(tmp_path, model_xml, video_path):
-    app = create_app({"DATABASE": str(tmp_path / "events.sqlite3"), "DEMO_VIDEO": str(video_path("store-aisle")),
-                      "CAMERA": NO_CAMERA, "MODEL": str(model_xml), "INPUT_HEIGHT": 128, "STREAM_GRACE": 0.5,
-                      "REALTIME": True, "DEVICE": "CPU"})
-    srv = make_server(app, "127.0.0.1", 0, threads=12)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{int(srv.effective_port)}", app
-    srv.close()
-    thread.join(5)
-    app.extensions["pose_fast_streams"].close()
+def server(live_server):
+    base, _, app = live_server(STREAM_GRACE=0.5, REALTIME=True)
+    return base, app
 
 
 def _visible(driver, element_id):
@@ -116,29 +99,19 @@ def test_page_shows_no_camera_then_the_demo_stream_moves(browser, server):
     assert wait_for(lambda: stream.state == "stopped", timeout=30)
 
 
-def test_page_without_a_camera_opens_on_the_demo_and_a_broken_device_is_a_message(browser, tmp_path, model_xml,
-                                                                                   video_path):
+def test_page_without_a_camera_opens_on_the_demo_and_a_broken_device_is_a_message(browser, tmp_path, live_server):
     from selenium.webdriver.common.by import By
 
     broken = tmp_path / "human-pose-estimation-0001.xml"
     broken.write_text("<net name='broken'>")
     (tmp_path / "human-pose-estimation-0001.bin").write_bytes(b"")
-    app = create_app({"DATABASE": str(tmp_path / "events.sqlite3"), "DEMO_VIDEO": str(video_path("store-aisle")),
-                      "CAMERA": NO_CAMERA, "MODEL": str(broken), "DEVICE": "CPU"})
-    srv = make_server(app, "127.0.0.1", 0, threads=8)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    try:
-        browser.get(f"http://127.0.0.1:{int(srv.effective_port)}/")
-        # no source in the URL and no camera: the page picks the demo and says why
-        assert wait_for(lambda: "showing the demo video" in browser.find_element(By.ID, "source-hint").text)
-        # the model cannot load: a visible message with the server's reason, not a spinner forever
-        assert wait_for(lambda: "Could not show" in browser.find_element(By.ID, "notice-text").text)
-        assert "model" in browser.find_element(By.ID, "notice-detail").text
-        assert not _visible(browser, "stream") and not _visible(browser, "spinner")
-        ARTIFACTS.mkdir(exist_ok=True)
-        browser.save_screenshot(str(ARTIFACTS / "web-device-error.png"))
-    finally:
-        srv.close()
-        thread.join(5)
-        app.extensions["pose_fast_streams"].close()
+    base, _, _ = live_server(threads=8, MODEL=str(broken), INPUT_HEIGHT=256, STREAM_GRACE=2.0, REALTIME=True)
+    browser.get(f"{base}/")
+    # no source in the URL and no camera: the page picks the demo and says why
+    assert wait_for(lambda: "showing the demo video" in browser.find_element(By.ID, "source-hint").text)
+    # the model cannot load: a visible message with the server's reason, not a spinner forever
+    assert wait_for(lambda: "Could not show" in browser.find_element(By.ID, "notice-text").text)
+    assert "model" in browser.find_element(By.ID, "notice-detail").text
+    assert not _visible(browser, "stream") and not _visible(browser, "spinner")
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "web-device-error.png"))

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from support import wait_for
 
 from pose_fast.skeleton import LIMB_COLORS
 
@@ -342,6 +343,20 @@ def test_ctrl_c_or_sigterm_ends_cleanly_with_the_summary(env, video_path, tmp_pa
     assert f"{frames} frames" in out
 
 
+def _wait_until_steady(count, quiet: float = 0.5, timeout: float = 60.0) -> int:
+    """Poll ``count()`` until it has not changed for ``quiet`` seconds (the run stopped writing); return it."""
+    deadline = time.monotonic() + timeout
+    last, since = count(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = count()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return last
+
+
 def _has_enters(db) -> bool:
     from pose_fast.events import EventStoreError, read_events
 
@@ -358,9 +373,9 @@ def test_sigterm_keeps_an_exit_for_every_enter_even_when_repeated_during_the_fin
 
     from pose_fast.events import read_events
 
-    db = tmp_path / "events.sqlite3"
+    db, jsonl = tmp_path / "events.sqlite3", tmp_path / "frames.jsonl"
     proc = subprocess.Popen([sys.executable, "demo.py", "-i", str(video_path("store-aisle")), "--no-show", "--db",
-                             str(db), "--loop", "--input-height", "128"], cwd=ROOT, env=env,
+                             str(db), "--loop", "--input-height", "128", "--json", str(jsonl)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     other = None
     try:
@@ -372,9 +387,10 @@ def test_sigterm_keeps_an_exit_for_every_enter_even_when_repeated_during_the_fin
         other.setbusytimeout(5000)
         other.execute("BEGIN IMMEDIATE")  # the final commit waits (the store retries a busy database)
         proc.send_signal(signal.SIGTERM)
-        time.sleep(2.0)  # the run has ended; the store is closing
+        _wait_until_steady(lambda: len(jsonl.read_text().splitlines()))  # the run has ended; the store is closing
+        assert proc.poll() is None  # waiting for the lock
         proc.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
+        time.sleep(0.5)  # the second one is handled (ignored) while the commit still waits: nothing to poll for
         other.execute("ROLLBACK")
         out, err = proc.communicate(timeout=60)
     finally:
@@ -453,9 +469,8 @@ def test_window_shows_the_overlay_space_pauses_and_q_quits(xvfb, video_path, tmp
             return len(jsonl.read_text().splitlines())
 
         key("space")  # pause: no frame goes further than the window
-        time.sleep(1.0)
-        paused_at = lines()
-        time.sleep(1.5)
+        paused_at = _wait_until_steady(lines)
+        time.sleep(1.5)  # and it stays paused
         assert lines() == paused_at, "frames kept coming while paused"
         key("space")  # resume
         resume_deadline = time.monotonic() + 60
@@ -491,14 +506,15 @@ def test_window_shows_the_overlay_space_pauses_and_q_quits(xvfb, video_path, tmp
     assert (header.min(axis=2) >= 200).sum() >= 20  # the text
 
 
-def test_escape_closes_the_window(xvfb, video_path):
+def test_escape_closes_the_window(xvfb, video_path, tmp_path):
+    jsonl = tmp_path / "window.jsonl"
     proc = subprocess.Popen([sys.executable, "demo.py", "-i", str(video_path("people-walking")), "--no-db", "--loop",
-                             "--input-height", "128"], cwd=ROOT, env=xvfb, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                             "--input-height", "128", "--json", str(jsonl)], cwd=ROOT, env=xvfb,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         window = _window_id(xvfb, "pose_fast", time.monotonic() + 120)
         assert window, "no window appeared"
-        time.sleep(1.0)
+        assert wait_for(lambda: jsonl.exists() and len(jsonl.read_text().splitlines()) >= 3, timeout=120)
         subprocess.run(["xdotool", "key", "--window", window, "Escape"], env=xvfb, check=True, timeout=30)
         out, err = proc.communicate(timeout=60)
     finally:

@@ -17,21 +17,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
-from pose_fast.cli.web import make_server
-from pose_fast.webapp import create_app
+from support import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 NO_CAMERA = 99
-
-
-def wait_for(predicate, timeout=30.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    value = predicate()
-    while not value and time.monotonic() < deadline:
-        time.sleep(step)
-        value = predicate()
-    return value
 
 
 class MjpegReader(threading.Thread):
@@ -96,31 +85,6 @@ class MjpegReader(threading.Thread):
         return chunk
 
 
-@pytest.fixture()
-def served(tmp_path, model_xml, video_path):
-    """``served(**config)`` -> (base URL, port, app) of a real waitress server on a free loopback port."""
-    running = []
-
-    def start(backlog_bytes=512 * 1024, **config):
-        settings = {"DATABASE": str(tmp_path / "events.sqlite3"), "DEMO_VIDEO": str(video_path("store-aisle")),
-                    "CAMERA": NO_CAMERA, "MODEL": str(model_xml), "INPUT_HEIGHT": 128, "STREAM_GRACE": 0.3,
-                    "REALTIME": False, "DEVICE": "CPU"}
-        settings.update(config)
-        app = create_app(settings)
-        server = make_server(app, "127.0.0.1", 0, threads=12, backlog_bytes=backlog_bytes)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        running.append((server, thread, app))
-        port = int(server.effective_port)
-        return f"http://127.0.0.1:{port}", port, app
-
-    yield start
-    for server, thread, app in running:
-        server.close()
-        thread.join(5)
-        app.extensions["pose_fast_streams"].close()
-
-
 def get_json(url):
     try:
         with urllib.request.urlopen(url, timeout=60) as response:
@@ -129,9 +93,9 @@ def get_json(url):
         return exc.code, json.loads(exc.read())
 
 
-def test_concurrent_readers_and_a_slow_one_all_get_frames_and_the_pipeline_stops_after_the_last(served,
+def test_concurrent_readers_and_a_slow_one_all_get_frames_and_the_pipeline_stops_after_the_last(live_server,
                                                                                              count_encodes):
-    base, port, app = served(backlog_bytes=64 * 1024)
+    base, port, app = live_server(backlog_bytes=64 * 1024)
     manager = app.extensions["pose_fast_streams"]
     encoded = count_encodes(lambda: manager.stream("demo", "CPU").broadcaster)
     query = "source=demo&device-name=CPU"
@@ -162,8 +126,8 @@ def test_concurrent_readers_and_a_slow_one_all_get_frames_and_the_pipeline_stops
     assert status == 200 and stats["state"] == "stopped" and stats["viewers"] == 0
 
 
-def test_a_closed_connection_unsubscribes_while_others_keep_watching(served):
-    base, port, app = served(STREAM_GRACE=30)
+def test_a_closed_connection_unsubscribes_while_others_keep_watching(live_server):
+    base, port, app = live_server(STREAM_GRACE=30)
     query = "source=demo&device-name=CPU"
     stays = MjpegReader(port, query, want=10**6)
     leaves = MjpegReader(port, query, want=3)
@@ -179,8 +143,8 @@ def test_a_closed_connection_unsubscribes_while_others_keep_watching(served):
     assert stays.done.wait(30)
 
 
-def test_http_errors_and_snapshot_on_the_real_server(served):
-    base, port, app = served()
+def test_http_errors_and_snapshot_on_the_real_server(live_server):
+    base, port, app = live_server()
     status, body = get_json(f"{base}/video_feed?source=../../etc/passwd")
     assert status == 400 and body["valid"] == ["camera", "demo"]
     status, body = get_json(f"{base}/video_feed?source=camera&device-name=CPU")

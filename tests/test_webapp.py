@@ -8,21 +8,12 @@ import time
 import cv2
 import numpy as np
 import pytest
+from support import wait_for
 
 from pose_fast.webapp import ConfigError, create_app, load_config
 from pose_fast.webapp.broadcaster import BOUNDARY, MjpegBroadcaster
 
 NO_CAMERA = 99  # an index no machine has: the camera path is the "no camera" one everywhere
-
-
-def wait_for(predicate, timeout=30.0, step=0.05):
-    """Poll until ``predicate()`` is true; return its last value (a wait, not a speed assertion)."""
-    deadline = time.monotonic() + timeout
-    value = predicate()
-    while not value and time.monotonic() < deadline:
-        time.sleep(step)
-        value = predicate()
-    return value
 
 
 @pytest.fixture()
