@@ -163,12 +163,12 @@ if not has_pyx:
     sys.exit("py39: the Cython extension pose_fast._decode was not built (see the pip log for the compiler error)")
 import pose_fast._decode as ext  # noqa: E402
 
-if importlib.util.find_spec("pose_fast.decode") is not None:
-    from pose_fast.decode import BACKEND
+if importlib.util.find_spec("pose_fast.decoding") is not None:
+    from pose_fast.decoding import BACKEND
 
     if BACKEND != "cython":
-        sys.exit(f"py39: pose_fast.decode.BACKEND is {BACKEND!r}, expected 'cython'")
-    print("py39: pose_fast.decode.BACKEND == 'cython'", file=sys.stderr)
+        sys.exit(f"py39: pose_fast.decoding.BACKEND is {BACKEND!r}, expected 'cython'")
+    print("py39: pose_fast.decoding.BACKEND == 'cython'", file=sys.stderr)
 print(ext.__file__)
 EOF
 )" || die "the installed package is not usable"

@@ -54,7 +54,7 @@ log "built $(basename "$SDIST") ($(du -k "$SDIST" | cut -f1) KiB)"
 tar -tzf "$SDIST" >"$WORK/contents.txt"
 TOP="$(head -n 1 "$WORK/contents.txt" | cut -d/ -f1)"
 for member in pose_fast/_decode.pyx pose_fast/_decode.c setup.py pyproject.toml pose_fast/__init__.py \
-              pose_fast/decode.py; do
+              pose_fast/decoding.py; do
     grep -qx "$TOP/$member" "$WORK/contents.txt" || die "the sdist lacks $member (MANIFEST.in / setup.py)"
 done
 tar -xzf "$SDIST" -C "$WORK" "$TOP/pose_fast/_decode.c" "$TOP/pose_fast/_decode.pyx"
@@ -84,8 +84,8 @@ assert importlib.util.find_spec("Cython") is None, "Cython is importable"
 assert "site-packages" in ext.__file__, ext.__file__
 print("sdist: compiled extension imports:", ext.__file__)
 # As on a Pi installed with --no-deps: numpy only (no numba, no openvino), and the decoder picks the extension.
-from pose_fast.decode import BACKEND
-assert BACKEND == "cython", f"pose_fast.decode.BACKEND is {BACKEND!r}, expected cython"
-print("sdist: pose_fast.decode.BACKEND == cython")
+from pose_fast.decoding import BACKEND
+assert BACKEND == "cython", f"pose_fast.decoding.BACKEND is {BACKEND!r}, expected cython"
+print("sdist: pose_fast.decoding.BACKEND == cython")
 ') || die "the compiled extension does not import"
 log "passed in $((SECONDS - START)) s"

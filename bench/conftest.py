@@ -101,7 +101,7 @@ def bench_frames(request, read_frames, bench_frame_count) -> list:
 @pytest.fixture(scope="session")
 def bench_model(model_dir):
     """``bench_model("FP32")`` -> Path of that precision's .xml, or a skip saying how to fetch it."""
-    from pose_fast.benchreport import fetch_hint, find_model
+    from pose_fast.bench import fetch_hint, find_model
 
     def get(precision: str):
         xml = find_model(precision, model_dir)

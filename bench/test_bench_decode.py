@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from synthetic import backend_or_skip, crowd_scene, peer_decoder  # noqa: E402
 
-from pose_fast.decode import BACKENDS, Decoder  # noqa: E402
+from pose_fast.decoding import BACKENDS, Decoder  # noqa: E402
 
 SCENES = ("real", "crowd10")
 #: store-aisle frames 40.. show three or four shoppers
@@ -77,7 +77,7 @@ def _numba_first_call(cache_dir: str) -> float:
         "import time\n"
         "from synthetic import crowd_scene\n"
         "s = crowd_scene()\n"
-        "from pose_fast.decode import Decoder\n"
+        "from pose_fast.decoding import Decoder\n"
         "d = Decoder('numba')\n"
         "t = time.perf_counter(); d(s.heatmaps, s.pafs, s.size); first = time.perf_counter() - t\n"
         "t = time.perf_counter(); d(s.heatmaps, s.pafs, s.size); second = time.perf_counter() - t\n"

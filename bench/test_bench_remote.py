@@ -2,7 +2,7 @@
 
 Targets (issue 10): one stream through a server on the same machine >= 95 % of the local engine's throughput;
 aggregate throughput with 4 streams >= 95 % of what the server's model alone sustains. As in ``pose-fast bench
---server`` (:func:`pose_fast.benchreport.remote_stream_targets`), the server's model alone is one client keeping
+--server`` (:func:`pose_fast.bench.targets.remote_stream_targets`), the server's model alone is one client keeping
 as many requests in flight as 4 streams do (16) over as many frames: the server kept busy with inference only, over
 the same protocol. Each stream is its own engine (its own gRPC connection), like separate cameras. Local figures are
 measured in the same run. The targets are recorded in ``extra_info["target"]`` of the 1-stream and 4-stream
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import pytest
 
-from pose_fast.benchreport import REQUESTS_PER_STREAM, STREAMS, format_target, remote_stream_targets
+from pose_fast.bench import REQUESTS_PER_STREAM, STREAMS, format_target, remote_stream_targets, run_streams
 from pose_fast.engines.local import Engine
-from pose_fast.engines.remote import RemoteEngine, run_streams
+from pose_fast.engines.remote import RemoteEngine
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = {}

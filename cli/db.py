@@ -5,6 +5,8 @@ import click
 
 from .errors import UserError
 
+__all__ = ["create_db"]
+
 
 @click.command("create-db", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--db", "db", type=click.Path(dir_okay=False), default=None,

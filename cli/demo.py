@@ -7,12 +7,14 @@ import sys
 
 import click
 
+from pose_fast.engines.contract import MODES
 from pose_fast.errors import PoseFastError, first_line
 from pose_fast.people import MIN_KEYPOINTS, MIN_POSE_SCORE, PersonFilter
 
 from .errors import UserError
 
-MODES = ("latency", "throughput")
+__all__ = ["demo"]
+
 
 
 class _Progress:

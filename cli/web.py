@@ -9,6 +9,8 @@ import click
 
 from .errors import UserError
 
+__all__ = ["web", "make_server", "THREADS"]
+
 #: waitress worker threads: every MJPEG viewer holds one while it watches.
 THREADS = 32
 

@@ -48,7 +48,7 @@ _find_front_ends_in_checkout()
 #: Public name -> the module that defines it.
 _EXPORTS = {
     "Engine": "engines.local", "open_engine": "engines", "InferenceEngine": "engines.contract",
-    "decode": "decode", "Decoder": "decode", "Poses": "poses", "PersonFilter": "people",
+    "decode": "decoding", "Decoder": "decoding", "Poses": "poses", "PersonFilter": "people",
     "Tracker": "tracking", "Pipeline": "pipeline", "FrameResult": "pipeline", "open_source": "frames",
     "EventStore": "events", "EventRecorder": "events", "read_events": "events",
     "JsonlSink": "sinks", "VideoSink": "sinks", "WindowSink": "sinks", "Renderer": "render",

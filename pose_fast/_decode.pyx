@@ -15,7 +15,7 @@ from ._decode_ref import DEFAULTS
 from .skeleton import LIMBS, NUM_KEYPOINTS, PAF_X_CHANNELS
 
 NAME = "cython"
-KERNEL_API = 1  # must equal pose_fast.decode.KERNEL_API
+KERNEL_API = 1  # must equal pose_fast.decoding.KERNEL_API
 
 cdef extern from *:
     """

@@ -69,7 +69,7 @@ from ._decode_ref import DEFAULTS  # noqa: E402
 from .skeleton import LIMBS, NUM_KEYPOINTS, PAF_X_CHANNELS  # noqa: E402
 
 NAME = "numba"
-KERNEL_API = 1  # must equal pose_fast.decode.KERNEL_API
+KERNEL_API = 1  # must equal pose_fast.decoding.KERNEL_API
 
 
 @njit(cache=True, nogil=True)

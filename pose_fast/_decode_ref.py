@@ -200,7 +200,7 @@ def decode_ref(heatmaps: np.ndarray, pafs: np.ndarray, scale_x: float, scale_y: 
 
 
 NAME = "numpy"
-KERNEL_API = 1  # must equal pose_fast.decode.KERNEL_API
+KERNEL_API = 1  # must equal pose_fast.decoding.KERNEL_API
 
 
 class Kernel:

@@ -110,7 +110,7 @@ class Pipeline:
     engine : pose_fast.engines.contract.InferenceEngine
         Prepared here for the source's frame size.
     decoder : callable, optional
-        ``decoder(heatmaps, pafs, frame_size=(w, h)) -> Poses``; default :class:`pose_fast.decode.Decoder` (one
+        ``decoder(heatmaps, pafs, frame_size=(w, h)) -> Poses``; default :class:`pose_fast.decoding.Decoder` (one
         per OpenVINO callback thread). A given decoder is called under a lock, and its results are copied (it may
         reuse its buffers, and the tracker smooths keypoints in place) unless it has ``fresh_arrays = True``, as
         ``Decoder`` has: new keypoint and score arrays on every call.
@@ -455,7 +455,7 @@ class Pipeline:
             return self._user_decoder
         decoder = getattr(self._local, "decoder", None)
         if decoder is None:
-            from .decode import Decoder
+            from .decoding import Decoder
 
             decoder = self._local.decoder = Decoder()
         return decoder

@@ -229,7 +229,7 @@ REQUIRED_BACKENDS = tuple(name.strip() for name in os.environ.get("POSE_FAST_REQ
 
 def backend_or_skip(name: str) -> str:
     """``name`` if that decoder backend imports; else skip, or fail when POSE_FAST_REQUIRE_BACKENDS lists it."""
-    from pose_fast.decode import BackendUnavailableError, load_backend
+    from pose_fast.decoding import BackendUnavailableError, load_backend
 
     try:
         load_backend(name)

@@ -63,3 +63,12 @@ def test_first_line_skips_openvinos_source_locations():
     assert errors.first_line(exc) == "the device is gone"
     assert errors.first_line(ValueError("")) == "ValueError"
     assert errors.first_line(OSError("disk full\nmore")) == "disk full"
+
+
+def test_decode_is_the_function_whoever_imported_the_decoder_first():
+    """pose_fast.decode is the function; its module is pose_fast.decoding (a module of the same name would replace
+    the attribute as soon as anything imported it)."""
+    import pose_fast.decoding
+    import pose_fast.pipeline  # noqa: F401 - imports the decoder module
+
+    assert pose_fast.decode is pose_fast.decoding.decode and callable(pose_fast.decode)

@@ -89,7 +89,7 @@ def test_report_names_machine_software_device_and_date(bench_run):
 
 
 def test_precisions_measured_and_skipped(bench_run, model_dir):
-    from pose_fast.benchreport import find_model
+    from pose_fast.bench import find_model
 
     _, report, result, _ = bench_run
     present = [p for p in ("FP32", "FP16", "FP16-INT8") if find_model(p, model_dir)]
@@ -132,8 +132,8 @@ def test_pipeline_numbers(bench_run):
 
 
 def test_decoders(bench_run):
-    from pose_fast.benchreport import peer_decoder
-    from pose_fast.decode import BACKEND, available_backends
+    from pose_fast.bench import peer_decoder
+    from pose_fast.decoding import BACKEND, available_backends
 
     _, report, _, _ = bench_run
     dec = report["decode"]
@@ -158,8 +158,8 @@ def test_decoders(bench_run):
 
 def test_crowd_scene(bench_run):
     """The 10-person scene: real outputs of the video side by side; every decoder finds the same people."""
-    from pose_fast.benchreport import CROWD_GAP, CROWD_PEOPLE
-    from pose_fast.decode import available_backends
+    from pose_fast.bench import CROWD_GAP, CROWD_PEOPLE
+    from pose_fast.decoding import available_backends
 
     _, report, _, _ = bench_run
     dec = report["decode"]
@@ -183,7 +183,7 @@ def test_crowd_scene(bench_run):
 
 def test_numba_first_call(bench_run):
     """numba's first call: in this process (compiled, or loaded from its cache) and from an empty cache."""
-    from pose_fast.decode import available_backends
+    from pose_fast.decoding import available_backends
 
     out, report, _, _ = bench_run
     numba = report["decode"]["numba_first_call"]
@@ -259,7 +259,7 @@ def test_ratios_and_targets_follow_from_the_raw_numbers(bench_run):
 
 
 def test_events_numbers(bench_run):
-    from pose_fast.benchreport import EVENTS_TABLE, EVENTS_WRITTEN
+    from pose_fast.bench import EVENTS_TABLE, EVENTS_WRITTEN
 
     _, report, _, _ = bench_run
     ev = report["events"]
@@ -366,7 +366,7 @@ def test_server_option_measures_the_remote_engine(tmp_path, model_dir, model_xml
     assert all(r["frames"] == 2 for r in report["pipeline"])
     md = (out / "report.md").read_text(encoding="utf-8")
     assert f"remote {server.url}" in md and "RemoteEngine" in md
-    from pose_fast.benchreport import find_model
+    from pose_fast.bench import find_model
 
     local = next(p for p in ("FP32", "FP16", "FP16-INT8") if find_model(p, model_dir))  # the first found locally
     check_streams(report, md, result.stdout, frames=2, local=local)
@@ -374,7 +374,7 @@ def test_server_option_measures_the_remote_engine(tmp_path, model_dir, model_xml
 
 def check_streams(report, md, stdout, frames, local):
     """The concurrent-streams table: rows, fields, the two targets recomputed from the raw numbers, report.md."""
-    from pose_fast.benchreport import REQUESTS_PER_STREAM, STREAMS, TARGET_REMOTE_FOUR_STREAMS, TARGET_REMOTE_ONE_STREAM
+    from pose_fast.bench import REQUESTS_PER_STREAM, STREAMS, TARGET_REMOTE_FOUR_STREAMS, TARGET_REMOTE_ONE_STREAM
 
     streams = report["streams"]
     assert streams["server"] == report["server"] and streams["frames_per_stream"] == frames

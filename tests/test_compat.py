@@ -299,7 +299,7 @@ MAX_PEOPLE_MISMATCH = 0.1   # share of frames whose count of such people may dif
 
 
 def _poses_of_video(engine_for, read_frames) -> tuple:
-    from pose_fast.decode import decode
+    from pose_fast.decoding import decode
 
     frames = read_frames(CROSS_VIDEO, count=CROSS_FRAMES)
     height, width = frames[0].shape[:2]

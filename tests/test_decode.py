@@ -20,8 +20,8 @@ from synthetic import (
     random_scene,
 )
 
-from pose_fast import decode as decode_module
-from pose_fast.decode import BACKEND, BACKENDS, Decoder, available_backends, decode
+from pose_fast import decoding as decode_module
+from pose_fast.decoding import BACKEND, BACKENDS, Decoder, available_backends, decode
 from pose_fast.poses import Poses
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -314,7 +314,7 @@ def _run(code: str, env_value, prelude: str = "") -> subprocess.CompletedProcess
 
 
 DECODE_ONE = (
-    "import pose_fast.decode as d\n"
+    "import pose_fast.decoding as d\n"
     "from synthetic import crowd_scene\n"
     "s = crowd_scene()\n"
     "print(d.BACKEND, len(d.decode(s.heatmaps, s.pafs, s.size)), d.Decoder().backend)\n"
@@ -335,7 +335,7 @@ def test_forcing_a_missing_backend_fails_clearly(name, hide, hint):
     result = _run(DECODE_ONE, name, prelude=f"import sys\nsys.modules[{hide!r}] = None\n")
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("pose_fast.decode.BackendUnavailableError: POSE_FAST_DECODER=" + name)
+    assert last.startswith("pose_fast.errors.BackendUnavailableError: POSE_FAST_DECODER=" + name)
     assert f"the {name} decoder backend is unavailable" in last and hint in last
     assert "unset POSE_FAST_DECODER" in last
 

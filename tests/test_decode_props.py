@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from synthetic import REQUIRED_BACKENDS, backend_or_skip, random_scene
 
-from pose_fast.decode import Decoder, available_backends
+from pose_fast.decoding import Decoder, available_backends
 
 #: POSE_FAST_HYPOTHESIS_EXAMPLES=2000 for a long run.
 SETTINGS = settings(max_examples=int(os.environ.get("POSE_FAST_HYPOTHESIS_EXAMPLES", "60")), deadline=None,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from synthetic import backend_or_skip, peer_decoder
 
-from pose_fast.decode import BACKENDS, Decoder, available_backends
+from pose_fast.decoding import BACKENDS, Decoder, available_backends
 from pose_fast.people import PersonFilter
 
 #: (video, first frame, frame count, fewest people, most people) per clip; people (pose_fast.people) counted on

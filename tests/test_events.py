@@ -537,7 +537,7 @@ def test_people_walking_in_and_out_one_at_a_time_give_enter_exit_pairs(tmp_path,
     other), every 20th frame (2 s apart at 10 fps) through the real engine, decoder, tracker and event store."""
     import cv2
 
-    from pose_fast.decode import decode
+    from pose_fast.decoding import decode
 
     step, last = 20, 700
     cap = cv2.VideoCapture(str(video_path("one-by-one")))
@@ -587,7 +587,7 @@ def test_a_person_the_decoder_splits_is_one_enter(read_frames, engine_for, nativ
     """Frames 80-115 of one-by-one-person-detection.mp4, every frame: computing in bf16, the decoder splits the
     person into an arm and the rest in about half of them (f32 hardly ever); the tracker still reports one person.
     The raw decoder output goes to the tracker here, fragments included."""
-    from pose_fast.decode import decode
+    from pose_fast.decoding import decode
 
     frames = read_frames("one-by-one", count=36, start=80)
     height, width = frames[0].shape[:2]

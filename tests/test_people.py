@@ -106,7 +106,7 @@ def test_the_signer_is_one_person_on_every_frame(cpu_precision, model_xml, video
 
 def test_keep_nothing_out_gives_the_decoders_raw_count(model_xml, video_path):
     """min_score=0, min_keypoints=0: every decoded pose is a person, as before the filter existed."""
-    from pose_fast.decode import Decoder
+    from pose_fast.decoding import Decoder
 
     raw = []
 

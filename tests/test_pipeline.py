@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from pose_fast.decode import Decoder
+from pose_fast.decoding import Decoder
 from pose_fast.frames import SourceError, open_source
 from pose_fast.pipeline import STAGES, FrameResult, Pipeline, PipelineError
 from pose_fast.poses import Poses

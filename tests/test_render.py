@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pose_fast.decode import Decoder
+from pose_fast.decoding import Decoder
 from pose_fast.poses import Poses
 from pose_fast.render import KEYPOINT_COLORS, Renderer, order_numbers
 from pose_fast.skeleton import DRAWN_LIMBS, LIMB_COLORS

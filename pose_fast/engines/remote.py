@@ -55,6 +55,8 @@ from .contract import (
 
 log = logging.getLogger(__name__)
 
+__all__ = ["RemoteEngine", "parse_server_url", "DEFAULT_MODEL", "STATUS_OK", "STATUS_RECONNECTING", "STATUS_CLOSED"]
+
 DEFAULT_MODEL = MODEL_NAME
 DEFAULT_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 5.0
@@ -563,82 +565,3 @@ class RemoteEngine:
         size = f"{self.network_size[0]}x{self.network_size[1]}" if self.network_size else "not prepared"
         return (f"remote {self.server_url} ({self._input_datatype} {self._layout}), {size}, "
                 f"{self.num_requests} request(s) in flight, timeout {self.timeout_s:g} s")
-
-
-def run_streams(make_engine, frames: list, streams: int = 1, frames_per_stream: int = 30, warmup: int = 2,
-                clocks: Optional[dict] = None) -> dict:
-    """Push ``streams`` concurrent video streams through engines (one per stream, as separate cameras would) and
-    measure them; works for :class:`RemoteEngine` and the local :class:`~pose_fast.engines.local.Engine` alike.
-
-    ``make_engine()`` returns a new engine; each stream submits ``frames_per_stream`` frames (cycling through
-    ``frames``) as fast as its engine accepts them. Returns ``aggregate_fps``, ``per_stream_fps`` (list),
-    ``latency_p50_ms`` / ``latency_p99_ms`` (per request, as the engine measured it: send to answer),
-    ``dropped``, ``cpu_ms_per_frame`` and the inputs.
-
-    ``clocks`` maps names to callables returning CPU seconds (default: this process's, ``client``); each is read
-    when the measured part starts and ends, and ``cpu_ms_per_frame[name]`` is its CPU time per frame answered.
-    Unlike FPS, CPU time per frame does not depend on what else the machine is running.
-    """
-    if streams < 1 or frames_per_stream < 1 or not frames:
-        raise ValueError("need at least one stream, one frame per stream and one frame")
-    height, width = frames[0].shape[:2]
-    engines = [make_engine() for _ in range(streams)]
-    try:
-        latencies = [[] for _ in range(streams)]
-        got = [0] * streams
-        spans = [None] * streams
-        clocks = dict(clocks or {"client": time.process_time})
-        cpu_start = {}
-        barrier = threading.Barrier(streams, action=lambda: cpu_start.update((k, f()) for k, f in clocks.items()))
-        errors = []
-        count_lock = threading.Lock()
-
-        def stream(index: int) -> None:
-            engine = engines[index]
-            engine.prepare(width, height)
-
-            def done(heatmaps, pafs, userdata, infer_ms):
-                if userdata >= 0 and heatmaps is not None:
-                    with count_lock:
-                        latencies[index].append(infer_ms)
-                        got[index] += 1
-
-            try:
-                engine.set_callback(done)
-                for i in range(warmup):
-                    engine.submit(frames[i % len(frames)], -1)
-                engine.wait_all()
-                barrier.wait()
-                start = time.perf_counter()
-                for i in range(frames_per_stream):
-                    engine.submit(frames[i % len(frames)], i)
-                engine.wait_all()
-                spans[index] = (start, time.perf_counter())
-            except BaseException as exc:  # noqa: BLE001 - re-raised below
-                errors.append(exc)
-                barrier.abort()
-
-        threads = [threading.Thread(target=stream, args=(i,), name=f"pose-fast-stream-{i}") for i in range(streams)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        if errors:
-            raise errors[0]
-        cpu_used = {name: clock() - cpu_start[name] for name, clock in clocks.items()}
-    finally:
-        for engine in engines:
-            engine.close()
-    wall = max(end for _, end in spans) - min(start for start, _ in spans)
-    every = np.array([ms for per in latencies for ms in per], np.float64)
-    return {
-        "streams": streams,
-        "frames_per_stream": frames_per_stream,
-        "frame_size": (width, height),
-        "aggregate_fps": sum(got) / wall if wall > 0 else 0.0,
-        "per_stream_fps": [n / (end - start) for n, (start, end) in zip(got, spans)],
-        "latency_p50_ms": float(np.percentile(every, 50)) if every.size else None,
-        "latency_p99_ms": float(np.percentile(every, 99)) if every.size else None,
-        "dropped": streams * frames_per_stream - sum(got),
-        "cpu_ms_per_frame": {name: 1000.0 * used / max(1, sum(got)) for name, used in cpu_used.items()},
-    }

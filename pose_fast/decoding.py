@@ -1,6 +1,6 @@
 """Turn the model's heatmaps and part-affinity fields into people: the one validating front door of the decoder.
 
->>> from pose_fast.decode import decode, Decoder, BACKEND
+>>> from pose_fast.decoding import decode, Decoder, BACKEND
 >>> poses = decode(heatmaps, pafs, frame_size=(w, h))      # doctest: +SKIP
 >>> decoder = Decoder(score_threshold=0.2)                  # doctest: +SKIP
 >>> poses = decoder(heatmaps, pafs, frame_size=(w, h))      # doctest: +SKIP
