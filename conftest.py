@@ -109,17 +109,19 @@ def cpu_precision(request, native_cpu_precisions) -> str:
 
 
 @pytest.fixture(scope="session")
-def engine_for(model_xml):
-    """``engine_for(w, h, mode="latency", cpu_precision="f32")`` -> a prepared CPU Engine for that frame size,
-    shared per session."""
-    from pose_fast.engines.local import DEFAULT_CPU_PRECISION, Engine
+def cpu_engines():
+    """``cpu_engines(width, height, model=..., **engine_options)`` -> a prepared CPU Engine, one per set of
+    arguments for the whole session; all closed at its end."""
+    import gc
+
+    from pose_fast.engines.local import Engine
 
     engines = {}
 
-    def get(width: int, height: int, mode: str = "latency", cpu_precision: str = DEFAULT_CPU_PRECISION):
-        key = (width, height, mode, cpu_precision)
+    def get(width: int, height: int, **options):
+        key = (width, height, tuple(sorted((k, str(v)) for k, v in options.items())))
         if key not in engines:
-            engine = Engine(model=model_xml, device="CPU", mode=mode, cpu_precision=cpu_precision)
+            engine = Engine(device="CPU", **options)
             engine.prepare(width, height)
             engines[key] = engine
         return engines[key]
@@ -127,6 +129,22 @@ def engine_for(model_xml):
     yield get
     for engine in engines.values():
         engine.close()
+    # Collect the closed engines' reference cycles here, in the main thread: left to a collection that happens to
+    # run in an OpenVINO callback thread, their AsyncInferQueue is destroyed there and the process aborts
+    # ("terminate called ... Resource deadlock avoided"; OpenVINO 2026.4).
+    gc.collect()
+
+
+@pytest.fixture(scope="session")
+def engine_for(model_xml, cpu_engines):
+    """``engine_for(w, h, mode="latency", cpu_precision="f32")`` -> a prepared CPU Engine for that frame size,
+    shared per session."""
+    from pose_fast.engines.local import DEFAULT_CPU_PRECISION
+
+    def get(width: int, height: int, mode: str = "latency", cpu_precision: str = DEFAULT_CPU_PRECISION):
+        return cpu_engines(width, height, model=model_xml, mode=mode, cpu_precision=cpu_precision)
+
+    return get
 
 
 class EncodeCounter:

@@ -34,11 +34,12 @@ TEST_DEPS=("pytest>=7" "pytest-benchmark>=4" "hypothesis>=6" "requests>=2.25")  
 BUILD_DEPS=("setuptools>=61" "wheel" "Cython>=3.0")
 # Tests of the stages this configuration runs (browser, remote and benchmark suites stay in the main job); the
 # web and create-db tests are here because they exercise the Flask, waitress and click lower bounds.
-TEST_FILES=(tests/test_compat.py tests/test_engine.py tests/test_model.py tests/test_decode*.py
+TEST_FILES=(tests/test_compat.py tests/test_api.py tests/test_engine.py tests/test_model.py tests/test_decode*.py
+            tests/test_people.py
             tests/test_pipeline.py tests/test_demo_cli.py tests/test_frames.py tests/test_render.py
             tests/test_events.py tests/test_tracking.py tests/test_create_db.py tests/test_detections_api.py
             tests/test_webapp.py tests/test_web_server.py)
-MARKERS="not slow and not browser and not remote"
+MARKERS="not browser and not remote"
 # The decoder's peer comparison needs openvino-model-api, which requires openvino>=2024: it runs in the main job.
 DESELECT="not peer"
 

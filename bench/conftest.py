@@ -20,7 +20,6 @@ shared per session).
 """
 from __future__ import annotations
 
-import gc
 import os
 
 import pytest
@@ -113,25 +112,11 @@ def bench_model(model_dir):
 
 
 @pytest.fixture(scope="session")
-def bench_engine(bench_model, bench_frames):
+def bench_engine(bench_model, bench_frames, cpu_engines):
     """``bench_engine("FP16-INT8", "throughput")`` -> a prepared CPU Engine for the bench frames' size."""
-    from pose_fast.engines.local import Engine
-
-    engines = {}
     height, width = bench_frames[0].shape[:2]
 
     def get(precision: str, mode: str = "latency"):
-        key = (precision, mode)
-        if key not in engines:
-            engine = Engine(model=bench_model(precision), device="CPU", precision=precision, mode=mode)
-            engine.prepare(width, height)
-            engines[key] = engine
-        return engines[key]
+        return cpu_engines(width, height, model=bench_model(precision), precision=precision, mode=mode)
 
-    yield get
-    for engine in engines.values():
-        engine.close()
-    # Collect the closed engines' reference cycles here, in the main thread: left to a collection that happens to
-    # run in an OpenVINO callback thread, their AsyncInferQueue is destroyed there and the process aborts
-    # ("terminate called ... Resource deadlock avoided"; OpenVINO 2026.4).
-    gc.collect()
+    return get

@@ -8,7 +8,7 @@ import contextlib
 import threading
 import time
 
-__all__ = ["wait_for", "running_server"]
+__all__ = ["wait_for", "running_server", "make_v1_database"]
 
 
 def wait_for(predicate, timeout: float = 30.0, step: float = 0.05):
@@ -37,3 +37,20 @@ def running_server(app, threads: int = 12, **options):
         server.close()
         thread.join(5)
         app.extensions["pose_fast_streams"].close()
+
+
+def make_v1_database(path, rows) -> None:
+    """An events database as round 1 wrote it (schema version 1), holding ``rows`` of (kind, person_id, timestamp
+    text, source, frame_index, people_count, device)."""
+    import apsw
+
+    from pose_fast.events import schema
+
+    conn = apsw.Connection(str(path))
+    try:
+        conn.execute(schema.MIGRATIONS[0])
+        conn.execute("PRAGMA user_version = 1")
+        conn.executemany("INSERT INTO events (kind, person_id, timestamp, source, frame_index, people_count, "
+                         "device) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    finally:
+        conn.close()

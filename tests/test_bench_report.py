@@ -58,6 +58,7 @@ def shown(target):
     return ("n/a" if value is None else f"{value * 100:.1f} %"), f"{target['op']} {threshold * 100:.0f} %"
 
 
+@pytest.mark.slow
 def test_files_and_plots(bench_run):
     out, report, _, _ = bench_run
     import matplotlib.image as mpimg
@@ -73,6 +74,7 @@ def test_files_and_plots(bench_run):
         assert image[..., :3].std() > 0.05, f"{name} is blank"
 
 
+@pytest.mark.slow
 def test_report_names_machine_software_device_and_date(bench_run):
     from pose_fast import _ov
 
@@ -88,6 +90,7 @@ def test_report_names_machine_software_device_and_date(bench_run):
     assert report["settings"]["frames"] == FRAMES
 
 
+@pytest.mark.slow
 def test_precisions_measured_and_skipped(bench_run, model_dir):
     from pose_fast.bench import find_model
 
@@ -104,6 +107,7 @@ def test_precisions_measured_and_skipped(bench_run, model_dir):
     assert [(row["precision"], row["mode"]) for row in report["pipeline"]] == modes
 
 
+@pytest.mark.slow
 def test_inference_numbers(bench_run):
     _, report, _, _ = bench_run
     for row in report["inference"]:
@@ -118,6 +122,7 @@ def test_inference_numbers(bench_run):
     assert latency["elapsed_s"] * 1000 >= sum(latency["samples"]) * 0.99
 
 
+@pytest.mark.slow
 def test_pipeline_numbers(bench_run):
     _, report, _, _ = bench_run
     for row in report["pipeline"]:
@@ -131,6 +136,7 @@ def test_pipeline_numbers(bench_run):
         assert row["people_mean"] >= 1, "store-aisle shows shoppers in every frame"
 
 
+@pytest.mark.slow
 def test_decoders(bench_run):
     from pose_fast.bench import peer_decoder
     from pose_fast.decoding import BACKEND, available_backends
@@ -156,6 +162,7 @@ def test_decoders(bench_run):
         assert dec["peer_parts"] == []
 
 
+@pytest.mark.slow
 def test_crowd_scene(bench_run):
     """The 10-person scene: real outputs of the video side by side; every decoder finds the same people."""
     from pose_fast.bench import CROWD_GAP, CROWD_PEOPLE
@@ -181,6 +188,7 @@ def test_crowd_scene(bench_run):
     assert " + ".join(counts) in crowd["scene"] and all(f"#{i}" in crowd["scene"] for i in crowd["frames"])
 
 
+@pytest.mark.slow
 def test_numba_first_call(bench_run):
     """numba's first call: in this process (compiled, or loaded from its cache) and from an empty cache."""
     from pose_fast.decoding import available_backends
@@ -205,6 +213,7 @@ def test_numba_first_call(bench_run):
     assert ("(cache miss)" in md) is (here["how"] == "compiled")
 
 
+@pytest.mark.slow
 def test_ratios_and_targets_follow_from_the_raw_numbers(bench_run):
     _, report, _, _ = bench_run
     ratios = report["ratios"]
@@ -258,6 +267,7 @@ def test_ratios_and_targets_follow_from_the_raw_numbers(bench_run):
     assert len(report["targets"]) == len(throughput) + 3
 
 
+@pytest.mark.slow
 def test_events_numbers(bench_run):
     from pose_fast.bench import EVENTS_TABLE, EVENTS_WRITTEN
 
@@ -268,6 +278,7 @@ def test_events_numbers(bench_run):
     assert d["rows"] == EVENTS_TABLE and d["n"] == d["requests"] > 0 and 0 < d["p50"] <= d["p99"]
 
 
+@pytest.mark.slow
 def test_markdown_matches_the_json(bench_run):
     out, report, result, _ = bench_run
     md = (out / "report.md").read_text(encoding="utf-8")
@@ -345,6 +356,7 @@ def test_bad_input_is_one_line_exit_2(case, tmp_path, model_dir, video_path):
     assert "Traceback" not in result.stderr and not (tmp_path / "out" / "report.md").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.remote
 def test_server_option_measures_the_remote_engine(tmp_path, model_dir, model_xml, video_path):
     """``--server grpc://...``: inference through RemoteEngine against the KServe test server."""

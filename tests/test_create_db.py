@@ -6,11 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import apsw
 from click.testing import CliRunner
+from support import make_v1_database
 
 from pose_fast.cli.db import create_db
-from pose_fast.events import SCHEMA_VERSION, EventStore, read_events, schema
+from pose_fast.events import SCHEMA_VERSION, EventStore, read_events
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,12 +35,7 @@ def test_script_creates_then_is_idempotent(tmp_path):
 
 def test_migrates_an_older_database(tmp_path):
     path = tmp_path / "v1.db"
-    conn = apsw.Connection(str(path))
-    conn.execute(schema.MIGRATIONS[0])
-    conn.execute("PRAGMA user_version = 1")
-    conn.execute("INSERT INTO events (kind, person_id, timestamp, source, frame_index, people_count, device) "
-                 "VALUES ('enter', 1, '2025-01-01T00:00:00.000Z', 'cam', 0, 1, 'CPU')")
-    conn.close()
+    make_v1_database(path, [("enter", 1, "2025-01-01T00:00:00.000Z", "cam", 0, 1, "CPU")])
     result = CliRunner().invoke(create_db, ["--db", str(path)])
     assert result.exit_code == 0, result.output
     assert f"migrated from schema version 1 to {SCHEMA_VERSION}, 1 events." in result.output

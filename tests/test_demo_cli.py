@@ -52,6 +52,7 @@ def _assert_clean_exit(proc):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_json_and_output_video(env, video_path, tmp_path):
     """One JSON line per frame with people where people are (none in the black frames 23-37), and an annotated,
     playable video with the same number of frames."""
@@ -92,6 +93,7 @@ def test_json_and_output_video(env, video_path, tmp_path):
 
 
 
+@pytest.mark.slow
 def test_min_pose_score_moves_poses_to_the_fragments(env, video_path, tmp_path):
     """people-walking.mp4 (two walkers, whole bodies, pose scores of 160-500): raising --min-pose-score to 300
     turns the weaker poses into fragments, which --keep-fragments writes beside the people; the summary counts

@@ -14,6 +14,7 @@ from pathlib import Path
 import apsw
 import numpy as np
 import pytest
+from support import make_v1_database
 
 from pose_fast.events import (
     SCHEMA_VERSION,
@@ -83,13 +84,8 @@ def test_pragmas_and_schema_version(tmp_path):
 
 def test_migration_from_version_1_keeps_events_and_backfills_counts(tmp_path):
     path = tmp_path / "old.db"
-    conn = apsw.Connection(str(path))
-    conn.execute(schema.MIGRATIONS[0])
-    conn.execute("PRAGMA user_version = 1")
-    conn.executemany("INSERT INTO events (kind, person_id, timestamp, source, frame_index, people_count, device) "
-                     "VALUES (?, ?, ?, 'old', ?, 1, 'CPU')",
-                     [("enter" if i % 3 else "exit", i, iso_utc(T0 + i), i) for i in range(30)])
-    conn.close()
+    make_v1_database(path, [("enter" if i % 3 else "exit", i, iso_utc(T0 + i), "old", i, 1, "CPU")
+                            for i in range(30)])
     assert create_or_migrate(path) == (1, SCHEMA_VERSION)
     assert create_or_migrate(path) == (SCHEMA_VERSION, SCHEMA_VERSION)  # idempotent
     with EventStore(path) as store:
@@ -532,6 +528,7 @@ print("restored")
 
 
 # -- the real model over a real video --------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_people_walking_in_and_out_one_at_a_time_give_enter_exit_pairs(tmp_path, video_path, engine_for):
     """one-by-one-person-detection.mp4, frames 0-700 (three people come in, stand, and leave, one after the
     other), every 20th frame (2 s apart at 10 fps) through the real engine, decoder, tracker and event store."""

@@ -85,6 +85,7 @@ class HeaderCounts(Renderer):
         return super().draw(frame, poses, labels, **kwargs)
 
 
+@pytest.mark.slow
 def test_the_signer_is_one_person_on_every_frame(cpu_precision, model_xml, video_path, tmp_path):
     jsonl = tmp_path / "asl.jsonl"
     engine = Engine(model=model_xml, device="CPU", mode="throughput", cpu_precision=cpu_precision)

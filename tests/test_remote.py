@@ -429,6 +429,7 @@ def test_deploy_files_serve_the_model_the_client_expects():
     assert '--shape={"data":"(1,3,256,-1)"}' in manifest
 
 
+@pytest.mark.slow
 def test_demo_survives_a_server_outage(model_xml, kserve_python, video_path, tmp_path):
     """Server killed mid-run and restarted: the demo keeps going (frames meanwhile shown without people and
     counted), logs the loss and the recovery, and finishes normally."""

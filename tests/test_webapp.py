@@ -203,6 +203,7 @@ def test_video_feed_streams_annotated_jpegs_and_stops_after_the_last_viewer(make
     assert len(encoded.calls) == stream.broadcaster.encodes
 
 
+@pytest.mark.slow
 def test_stats_count_the_one_signer_as_one_person(make_app, video_path):
     """asl-walk.mkv at the default input height: /stats says 1 person on every frame it is asked about (the
     decoder's fragments, as on bf16 hosts, are not people; see tests/test_people.py)."""

@@ -19,7 +19,7 @@ source; the file or camera behind it is the server's configuration, never the qu
 """
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, render_template, request
+from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
 
 from .broadcaster import BOUNDARY
 from .stream import MjpegBody, StreamError
@@ -105,14 +105,18 @@ def index():
 
 
 # -- the streams -------------------------------------------------------------------------------------------------
+def _subscribe():
+    """(source, device, subscription) for the request's choice; a JSON 503 when the stream cannot start."""
+    source, device = _choice()
+    try:
+        return source, device, get_manager().subscribe(source, device)
+    except StreamError as exc:
+        abort(_error(str(exc), 503, source=source, device=device))
+
+
 @streams_bp.route("/video_feed")
 def video_feed():
-    source, device = _choice()
-    manager = get_manager()
-    try:
-        sub = manager.subscribe(source, device)
-    except StreamError as exc:
-        return _error(str(exc), 503, source=source, device=device)
+    source, device, sub = _subscribe()
     disconnected = request.environ.get("waitress.client_disconnected")
     body = MjpegBody(sub, disconnected)
     headers = dict(_NO_CACHE)
@@ -123,12 +127,7 @@ def video_feed():
 
 @streams_bp.route("/snapshot.jpg")
 def snapshot():
-    source, device = _choice()
-    manager = get_manager()
-    try:
-        sub = manager.subscribe(source, device)
-    except StreamError as exc:
-        return _error(str(exc), 503, source=source, device=device)
+    source, device, sub = _subscribe()
     with sub:
         jpeg = sub.latest(timeout=current_app.config["SNAPSHOT_TIMEOUT"])
         error = sub.stream.error

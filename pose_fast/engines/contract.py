@@ -7,13 +7,14 @@ picks one.
 """
 from __future__ import annotations
 
+import threading
 from typing import Callable, Optional, Protocol, Tuple
 
 import numpy as np
 
 from ..errors import EngineError
 
-__all__ = ["InferenceEngine", "EngineError", "MODES", "STRIDE", "DEFAULT_INPUT_HEIGHT", "ResultCallback",
+__all__ = ["InferenceEngine", "EngineBase", "EngineError", "MODES", "STRIDE", "DEFAULT_INPUT_HEIGHT", "ResultCallback",
            "STATUS_OK", "STATUS_RECONNECTING", "STATUS_CLOSED", "check_frame", "network_size_for"]
 
 #: ``latency``: few requests, the newest frame; ``throughput``: several requests in flight, every frame.
@@ -29,6 +30,39 @@ STATUS_CLOSED = "closed"
 #: ``callback(heatmaps (19, h, w) or None, pafs (38, h, w) or None, userdata, infer_ms)``; the arrays are views,
 #: valid only during the call; None, None: the engine dropped the frame (a remote server lost or too slow).
 ResultCallback = Callable[[Optional[np.ndarray], Optional[np.ndarray], object, float], None]
+
+
+class EngineBase:
+    """What both engines share besides the contract: the context manager, the network size in words, and the
+    first error a callback raised in a worker thread, kept for the submitting thread (``_lock`` guards it)."""
+
+    network_size: Optional[Tuple[int, int]] = None
+    _callback_error: Optional[BaseException] = None
+    _lock: threading.Lock
+
+    def _keep_error(self, exc: BaseException) -> None:
+        """Remember the first error of a worker thread for ``submit()`` / ``wait_all()`` to raise."""
+        with self._lock:
+            if self._callback_error is None:
+                self._callback_error = exc
+
+    def _raise_callback_error(self) -> None:
+        with self._lock:
+            exc, self._callback_error = self._callback_error, None
+        if exc is not None:
+            raise exc
+
+    def close(self) -> None:  # pragma: no cover - each engine has its own
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _size_text(self) -> str:
+        return f"{self.network_size[0]}x{self.network_size[1]}" if self.network_size else "not prepared"
 
 
 class InferenceEngine(Protocol):

@@ -20,7 +20,16 @@ from ..errors import EngineError, ModelError
 from ..errors import first_line as _first_line
 from ..folders import user_cache_dir
 from ..model import HEATMAP_OUTPUT, INPUT_NAME, PAF_OUTPUT, default_precision, resolve_model
-from .contract import DEFAULT_INPUT_HEIGHT, MODES, STATUS_OK, STRIDE, ResultCallback, check_frame, network_size_for
+from .contract import (
+    DEFAULT_INPUT_HEIGHT,
+    MODES,
+    STATUS_OK,
+    STRIDE,
+    EngineBase,
+    ResultCallback,
+    check_frame,
+    network_size_for,
+)
 
 __all__ = ["Engine", "EngineError", "validate_device", "default_cache_dir", "CPU_PRECISIONS", "DEFAULT_CPU_PRECISION",
            "MYRIAD_REQUESTS", "DEVICE_FAMILIES", "VIRTUAL_PREFIXES"]
@@ -99,7 +108,7 @@ def default_cache_dir() -> Path:
     return user_cache_dir("compiled")
 
 
-class Engine:
+class Engine(EngineBase):
     """An OpenVINO compiled model for human-pose-estimation-0001 with preallocated infer requests.
 
     Parameters
@@ -289,15 +298,7 @@ class Engine:
             self._callback(_ov.output_view(request, self._heat_index)[0],
                            _ov.output_view(request, self._paf_index)[0], userdata, infer_ms)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the submitting thread
-            with self._lock:
-                if self._callback_error is None:
-                    self._callback_error = exc
-
-    def _raise_callback_error(self) -> None:
-        with self._lock:
-            exc, self._callback_error = self._callback_error, None
-        if exc is not None:
-            raise exc
+            self._keep_error(exc)
 
     def wait_all(self) -> None:
         """Wait for every submitted frame's callback; re-raise the first error a callback raised."""
@@ -312,13 +313,6 @@ class Engine:
         self._request = None
         self.compiled = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     def describe(self) -> str:
-        size = f"{self.network_size[0]}x{self.network_size[1]}" if self.network_size else "not prepared"
-        return (f"{self.device} {self.precision} {size}, {self.num_requests} request(s), {self.mode}, "
+        return (f"{self.device} {self.precision} {self._size_text()}, {self.num_requests} request(s), {self.mode}, "
                 f"OpenVINO {_ov.VERSION.split('-')[0]}")

@@ -48,6 +48,7 @@ from .contract import (
     STATUS_OK,
     STATUS_RECONNECTING,
     STRIDE,
+    EngineBase,
     ResultCallback,
     check_frame,
     network_size_for,
@@ -135,7 +136,7 @@ class _Slot:
         self.result = None  # keeps the response's memory alive while the caller reads the views
 
 
-class RemoteEngine:
+class RemoteEngine(EngineBase):
     """The pose model on a KServe v2 gRPC server, with the interface of :class:`pose_fast.engines.local.Engine`.
 
     Parameters
@@ -429,24 +430,12 @@ class RemoteEngine:
         finally:
             self._release(slot)
 
-    def _keep_error(self, exc: BaseException) -> None:
-        """Remember the first error of a worker thread for :meth:`submit` / :meth:`wait_all` to raise."""
-        with self._lock:
-            if self._callback_error is None:
-                self._callback_error = exc
-
     def _release(self, slot: _Slot) -> None:
         self._free.put(slot)
         with self._lock:
             self._pending -= 1
             if self._pending == 0:
                 self._idle.notify_all()
-
-    def _raise_callback_error(self) -> None:
-        with self._lock:
-            exc, self._callback_error = self._callback_error, None
-        if exc is not None:
-            raise exc
 
     def wait_all(self) -> None:
         """Wait for every submitted frame's callback (each ends within ``timeout_s``); re-raise the first error
@@ -555,13 +544,6 @@ class RemoteEngine:
         self.status = STATUS_CLOSED
         self.status_message = ""
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     def describe(self) -> str:
-        size = f"{self.network_size[0]}x{self.network_size[1]}" if self.network_size else "not prepared"
-        return (f"remote {self.server_url} ({self._input_datatype} {self._layout}), {size}, "
+        return (f"remote {self.server_url} ({self._input_datatype} {self._layout}), {self._size_text()}, "
                 f"{self.num_requests} request(s) in flight, timeout {self.timeout_s:g} s")

@@ -116,20 +116,11 @@ def read_events(path, *, kind: Optional[str] = None, source: Optional[str] = Non
     since/until from a count that later requests extend with the newer events only; an unfiltered page is an id
     range (O(log n)); a filtered page walks an index from the nearest page seen before (the next page: O(page)).
     """
-    where, args = [], []
-    if kind is not None:
-        where.append("kind = ?")
-        args.append(kind)
-    if source is not None:
-        where.append("source = ?")
-        args.append(source)
+    filters = [(sql, value) for sql, value in (("kind = ?", kind), ("source = ?", source),
+                                               ("timestamp >= ?", since), ("timestamp < ?", until))
+               if value is not None]
+    where, args = [sql for sql, _ in filters], [value for _, value in filters]
     by_time = since is not None or until is not None
-    if since is not None:
-        where.append("timestamp >= ?")
-        args.append(since)
-    if until is not None:
-        where.append("timestamp < ?")
-        args.append(until)
     cols = ", ".join(_COLUMNS)
     cond = " AND ".join(where) or "1"
     conn = _open_reader(path)
