@@ -37,7 +37,8 @@ def _check_out(out: str) -> Path:
 @click.option("--video-url", "-i", default=None,
               help="Video file or http(s)/rtsp URL to measure on (default: store-aisle-detection.mp4 from "
                    "$POSE_FAST_VIDEO_DIR or ../shared/videos).")
-@click.option("--precision", "precisions", multiple=True, type=click.Choice(PRECISIONS),
+@click.option("--precision", "precisions", multiple=True,
+              type=click.Choice(PRECISIONS, case_sensitive=False),
               help="Model precision to measure; repeat for several. Default: every precision found locally "
                    "(missing ones are listed as skipped, with how to fetch them).")
 @click.option("--frames", default=DEFAULT_FRAMES, show_default=True, type=click.IntRange(min=1),
@@ -135,5 +136,6 @@ def bench(device_name, video_url, precisions, frames, out, server):
     lines += benchmarks.headline_rows(report)
     for target in report["targets"]:
         measured, needed = benchmarks.format_target(target)
-        lines.append(f"{'PASS' if target['passed'] else 'FAIL'}  {target['name']}: {measured} (needs {needed})")
+        note = f"; {target['note']}" if target.get("note") and benchmarks.verdict(target) == "skipped" else ""
+        lines.append(f"{benchmarks.verdict(target).upper():<7} {target['name']}: {measured} (needs {needed}{note})")
     click.echo("\n".join(lines))

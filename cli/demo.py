@@ -60,7 +60,7 @@ def _has_display() -> bool:
               help="Model .xml (default: found via POSE_FAST_MODEL_DIR or the model cache).")
 @click.option("--input-height", default=256, show_default=True, type=int,
               help="Network input height, a multiple of 8 (lower is faster, less accurate).")
-@click.option("--mode", type=click.Choice(MODES), default=None,
+@click.option("--mode", type=click.Choice(MODES, case_sensitive=False), default=None,
               help="latency: one frame at a time, newest camera frame wins; throughput: every frame, as fast as "
                    "the device allows. Default: latency for cameras and streams, throughput for files.")
 @click.option("--output", "-o", default=None, type=click.Path(dir_okay=False),
@@ -78,9 +78,14 @@ def _has_display() -> bool:
 @click.option("--min-pose-score", default=MIN_POSE_SCORE, show_default=True, type=click.FloatRange(min=0),
               help="Lowest pose score that counts as a person; poses below it (or with fewer than "
                    f"{MIN_KEYPOINTS} keypoints) are fragments: drawn faintly, not counted, tracked or exported.")
+@click.option("--requests", default=None, type=click.IntRange(min=1),
+              help="Requests in flight in throughput mode (default: what the device says is optimal, at least 2).")
+@click.option("--realtime/--no-realtime", default=None,
+              help="Play a video file at its own frame rate, like a camera (newest frame wins). Default: on in a "
+                   "window, off headless (every frame, as fast as the device goes).")
 @click.option("--keep-fragments", is_flag=True, help="Also write the fragments to --json (as \"fragments\").")
 def demo(device_name, video_url, precision, model, input_height, mode, output, json_path, no_show, loop, limit,
-         db, no_db, server, min_pose_score, keep_fragments):
+         db, no_db, server, min_pose_score, requests, realtime, keep_fragments):
     """Show poses over a camera, a video file or a stream.
 
     In the window, q or Esc quits and space pauses. At the end a summary gives frames, mean FPS and per-stage
@@ -94,19 +99,21 @@ def demo(device_name, video_url, precision, model, input_height, mode, output, j
         click.echo("note: no display (DISPLAY is not set), so no window: running headless; add --output or --json "
                    "to keep the results", err=True)
         no_show = True
+    if realtime is None:
+        realtime = not no_show
     try:
-        source = open_source(video_url)
+        source = open_source(video_url, realtime=realtime)
     except SourceError as exc:
         raise UserError(str(exc)) from None
     with source:
         if mode is None:
             mode = "latency" if source.live else "throughput"
         _run(source, device_name, precision, model, input_height, mode, output, json_path, no_show, loop, limit,
-             db, no_db, server, PersonFilter(min_pose_score), keep_fragments)
+             db, no_db, server, PersonFilter(min_pose_score), keep_fragments, requests)
 
 
 def _run(source, device_name, precision, model, input_height, mode, output, json_path, no_show, loop, limit, db,
-         no_db, server, person_filter, keep_fragments):
+         no_db, server, person_filter, keep_fragments, requests):
     from pose_fast.engines import open_engine
     from pose_fast.events import EventRecorder, EventStore, exit_on_sigterm, resolve_db_path
     from pose_fast.pipeline import Pipeline
@@ -115,14 +122,15 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
 
     expected = (OSError, PoseFastError, ValueError)  # ValueError: the engine's frame checks, a tracker parameter
     failures: list = []  # reported as one line (the first), after the summary
-    pipe = interrupted = None
+    pipe = interrupted = store = None
     engine_text = device_name or ("the server" if server else "CPU")
     try:
         with contextlib.ExitStack() as stack:
             try:
                 engine = stack.enter_context(open_engine(server=server, model=model, device=device_name,
                                                          precision=precision, input_height=input_height,
-                                                         mode=mode, progress=_download_progress()))
+                                                         mode=mode, num_requests=requests,
+                                                         progress=_download_progress()))
                 # left after the sinks and the store: SIGTERM stays handled while they finish their files
                 stack.enter_context(exit_on_sigterm())
                 sinks = []
@@ -160,6 +168,8 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
         failures.append(exc)
     if pipe is not None:
         click.echo(_summary(pipe.stats(), source, engine_text))
+    if store is not None and store.error is None:
+        click.echo(f"events: {store.written} stored in {store.path} (--db chooses the file, --no-db records none)")
     if failures:
         raise UserError(first_line(failures[0])) from None
     if isinstance(interrupted, SystemExit):

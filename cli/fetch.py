@@ -12,7 +12,8 @@ __all__ = ["fetch_model"]
 
 
 @click.command("fetch-model")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="FP16-INT8", show_default=True,
+@click.option("--precision", type=click.Choice(PRECISIONS, case_sensitive=False), default="FP16-INT8",
+              show_default=True,
               help="FP16 for a Neural Compute Stick 2; FP16-INT8 is fastest on CPU.")
 @click.option("--from", "source", metavar="URL_OR_DIR",
               help="Base URL or folder holding the .xml and .bin (default: the Open Model Zoo storage).")

@@ -75,9 +75,9 @@ def _check_server(url: str, **local_options) -> None:
                                            "else exposes the camera to the network.")
 @click.option("--port", default=None, type=click.IntRange(0, 65535),
               help="Port (default 5000, env POSE_FAST_PORT).")
-@click.option("--demo-video", default=None, type=click.Path(dir_okay=False),
+@click.option("--demo-video", default=None,
               help="Video behind the page's demo toggle, looped (env POSE_FAST_DEMO_VIDEO; default the shared "
-                   "one-by-one-person-detection.mp4 beside the project, if any).")
+                   "one-by-one-person-detection.mp4 beside the project, if any); 'none' disables it.")
 @click.option("--camera", default=None,
               help="Camera index behind the camera toggle (default 0, env POSE_FAST_CAMERA); 'none' disables it.")
 @click.option("--db", default=None, type=click.Path(dir_okay=False),
@@ -102,7 +102,7 @@ def web(host, port, demo_video, camera, db, device_name, model, input_height, se
     offers the devices this machine has. Ctrl-C stops the server and commits the recorded events.
     """
     from pose_fast.events import exit_on_sigterm
-    from pose_fast.webapp import ConfigError, create_app
+    from pose_fast.webapp import NONE_VALUES, ConfigError, create_app
 
 
     config = {}
@@ -113,7 +113,7 @@ def web(host, port, demo_video, camera, db, device_name, model, input_height, se
                        ("INPUT_HEIGHT", input_height), ("SERVER", server), ("MIN_POSE_SCORE", min_pose_score)):
         if value is not None:
             config[key] = value
-    if demo_video is not None:
+    if demo_video is not None and demo_video.strip().lower() not in NONE_VALUES:
         from pathlib import Path
 
         if not Path(demo_video).is_file():

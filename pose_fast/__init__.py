@@ -39,7 +39,7 @@ def _find_front_ends_in_checkout() -> None:
     if (here / "cli").is_dir() or not (here.parent / "cli" / "__init__.py").is_file():
         return  # installed: the front ends are inside the package (or absent)
     if not any(isinstance(finder, _CheckoutFrontEnds) for finder in sys.meta_path):
-        sys.meta_path.append(_CheckoutFrontEnds(here.parent))
+        sys.meta_path.insert(0, _CheckoutFrontEnds(here.parent))  # before any installed copy's finder
 
 
 _find_front_ends_in_checkout()

@@ -20,8 +20,8 @@ from .errors import ModelError, first_line
 from .folders import user_cache_dir
 
 __all__ = ["MODEL_NAME", "PRECISIONS", "DEFAULT_PRECISION", "CHECKSUMS", "FileSpec", "INPUT_NAME", "PAF_OUTPUT",
-           "HEATMAP_OUTPUT", "ModelError", "default_precision", "cache_dir", "resolve_model", "file_digest",
-           "fetch_model", "verify_ir", "print_progress"]
+           "HEATMAP_OUTPUT", "ModelError", "check_precision", "default_precision", "cache_dir", "resolve_model",
+           "file_digest", "fetch_model", "verify_ir", "print_progress"]
 
 MODEL_NAME = "human-pose-estimation-0001"
 PRECISIONS = ("FP32", "FP16", "FP16-INT8")
@@ -81,10 +81,12 @@ def cache_dir() -> Path:
     return user_cache_dir("models")
 
 
-def _check_precision(precision: str) -> str:
-    if precision not in PRECISIONS:
+def check_precision(precision: str) -> str:
+    """The precision's canonical name (``fp16-int8`` -> ``FP16-INT8``); ModelError for an unknown one."""
+    canonical = str(precision).strip().upper()
+    if canonical not in PRECISIONS:
         raise ModelError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    return precision
+    return canonical
 
 
 def _ir_in(folder: Path, precision: str) -> Optional[Path]:
@@ -117,7 +119,7 @@ def resolve_model(model: Optional[str | os.PathLike] = None, precision: Optional
         if not xml.with_suffix(".bin").is_file():
             raise ModelError(f"model weights {xml.with_suffix('.bin')} are missing: put the .bin beside the .xml")
         return xml
-    precision = _check_precision(precision or default_precision(device))
+    precision = check_precision(precision or default_precision(device))
     env_dir = os.environ.get("POSE_FAST_MODEL_DIR")
     if env_dir:
         found = _ir_in(Path(env_dir).expanduser(), precision)
@@ -188,7 +190,7 @@ def fetch_model(precision: str = DEFAULT_PRECISION, source: Optional[str] = None
     ``checksums`` replaces :data:`CHECKSUMS` (tests use it). Files are written to a temporary folder next to
     the target and moved into place only when every file checks out.
     """
-    precision = _check_precision(precision)
+    precision = check_precision(precision)
     specs = (checksums or CHECKSUMS)[precision]
     base = source or BASE_URLS[precision]
     if "://" not in base and (Path(base) / MODEL_NAME / precision).is_dir():
@@ -245,7 +247,13 @@ def verify_ir(xml: Path) -> None:
 
 
 def print_progress(done: int, total: Optional[int]) -> None:
-    """A one-line progress bar on stderr (used by the command line)."""
+    """A one-line progress bar on stderr (used by the command line); not on a log file or a pipe, where ``\r``
+    redraws would pile up: there one line when a file is complete."""
+    if not sys.stderr.isatty():
+        if total and done >= total:
+            sys.stderr.write(f"  {total / 1e6:.1f} MB downloaded\n")
+            sys.stderr.flush()
+        return
     if total:
         width = 30
         filled = int(width * done / total)

@@ -326,10 +326,12 @@ def check_targets(md, report, stdout):
     for target in report["targets"]:
         line = next(line for line in targets.splitlines() if line.startswith(f"| {target['name']} |"))
         measured, needed = shown(target)
+        # nothing measured (an optional peer absent) is skipped, not failed
+        verdict = "skipped" if target["value"] is None else "pass" if target["passed"] else "fail"
+        assert target["skipped"] is (verdict == "skipped")
         assert line.startswith(f"| {target['name']} | {measured} | {needed} | "
-                               + ("✅ pass" if target["passed"] else "❌ fail")), (line, measured, needed)
-        assert (("PASS" if target["passed"] else "FAIL") + f"  {target['name']}: {measured} (needs {needed})"
-                in stdout), target["name"]
+                               + {"pass": "✅ pass", "fail": "❌ fail", "skipped": "⏭ skipped"}[verdict]), line
+        assert f"{verdict.upper():<7} {target['name']}: {measured} (needs {needed}" in stdout, target["name"]
 
 
 @pytest.mark.parametrize("case", ["missing", "not-a-video", "out-is-a-file", "no-such-device"])
@@ -436,3 +438,14 @@ def check_streams(report, md, stdout, frames, local):
                 f"{row['frames_per_stream']} | {row['aggregate_fps']:,.1f} | {per} | {row['latency_p50_ms']:,.1f} | "
                 f"{row['latency_p99_ms']:,.1f} | {row['dropped']} | {row['client_cpu_ms_per_frame']:,.1f} |")
         assert line in section, line
+
+
+def test_a_target_with_nothing_measured_is_skipped_not_failed():
+    """An optional peer that is not installed (openvino-model-api) leaves its target unmeasured: 'skipped'."""
+    from pose_fast.bench import format_target, verdict
+    from pose_fast.bench.markdown import _mark
+    from pose_fast.bench.targets import _target
+
+    absent = _target("peer / Cython", None, 20.0, ">=", unit="times", note="openvino-model-api is not installed")
+    assert verdict(absent) == "skipped" and _mark(absent) == "⏭ skipped" and format_target(absent)[0] == "n/a"
+    assert verdict(_target("x", 25.0, 20.0, ">=")) == "pass" and verdict(_target("x", 5.0, 20.0, ">=")) == "fail"

@@ -524,3 +524,43 @@ def test_escape_closes_the_window(xvfb, video_path, tmp_path):
             proc.kill()
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "frames in" in out
+
+
+# -- a command line that behaves the same everywhere ----------------------------------------------------------------
+def test_names_are_case_insensitive_and_the_summary_says_what_ran(env, video_path, tmp_path):
+    """-d cpu failed before (web -d cpu worked); --requests sets the requests in flight; the demo says where its
+    events went."""
+    db = tmp_path / "events.sqlite3"
+    proc = demo(env, "-i", video_path("store-aisle"), "--no-show", "-d", "cpu", "--precision", "fp16-int8",
+                "--mode", "THROUGHPUT", "--requests", "3", "--db", db, "--limit", "12")
+    _assert_clean_exit(proc)
+    assert "engine: CPU FP16-INT8 456x256, 3 request(s), throughput" in proc.stdout
+    assert re.search(rf"^events: \d+ stored in {re.escape(str(db))} ", proc.stdout, re.M), proc.stdout
+
+
+def test_realtime_plays_a_file_at_its_own_frame_rate(env, video_path):
+    """store-aisle-detection.mp4 is 67 frames at 12.5 fps: in real time it cannot take less than 5.3 s (before,
+    a window showed it at the device's speed, 130 fps)."""
+    proc = demo(env, "-i", video_path("store-aisle"), "--no-show", "--no-db", "--realtime")
+    _assert_clean_exit(proc)
+    seconds = float(re.search(r"(\d+) frames in ([\d.]+) s", proc.stdout).group(2))
+    assert seconds >= 0.9 * 67 / 12.5, proc.stdout
+    assert "latency mode" in proc.stdout
+
+
+def test_a_mistyped_command_gets_a_suggestion():
+    proc = subprocess.run([sys.executable, "-m", "pose_fast.cli.main", "dmeo"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "No such command 'dmeo'. Did you mean 'demo'?" in proc.stderr
+
+
+def test_web_takes_demo_video_none_on_the_command_line(env):
+    proc = subprocess.Popen([sys.executable, "main.py", "--demo-video", "none", "--camera", "none", "--port", "0"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("sources: none;"), (line, proc.stderr.read() if proc.poll() is not None else "")
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

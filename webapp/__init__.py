@@ -39,7 +39,7 @@ from flask import Flask
 
 from pose_fast.errors import PoseFastError
 
-__all__ = ["create_app", "load_config", "default_demo_video", "DEFAULT_DEMO_VIDEO", "ConfigError"]
+__all__ = ["create_app", "load_config", "default_demo_video", "DEFAULT_DEMO_VIDEO", "ConfigError", "NONE_VALUES"]
 
 ROOT = Path(__file__).resolve().parent.parent
 _SHARED_VIDEO = Path("shared") / "videos" / "one-by-one-person-detection.mp4"
@@ -71,7 +71,8 @@ _ENV = {
     "MAX_VIEWERS": "POSE_FAST_MAX_VIEWERS",
     "MIN_POSE_SCORE": "POSE_FAST_MIN_POSE_SCORE",
 }
-_NONE = ("", "none", "off", "no", "false", "-1")
+#: Values that switch a setting (the camera, the demo video) off.
+NONE_VALUES = ("", "none", "off", "no", "false", "-1")
 
 
 class ConfigError(PoseFastError, ValueError):
@@ -124,7 +125,7 @@ def _flag(key: str, value) -> bool:
 
 
 def _optional_path(value) -> Optional[str]:
-    if value is None or str(value).strip().lower() in _NONE:
+    if value is None or str(value).strip().lower() in NONE_VALUES:
         return None
     return str(Path(str(value)).expanduser())
 
@@ -148,7 +149,7 @@ def load_config(config: Optional[Mapping[str, Any]] = None, environ: Optional[Ma
     settings["MIN_POSE_SCORE"] = _number("MIN_POSE_SCORE", settings["MIN_POSE_SCORE"], float, 0, 1e6)
     settings["REALTIME"] = _flag("REALTIME", settings["REALTIME"])
     camera = settings["CAMERA"]
-    if camera is None or str(camera).strip().lower() in _NONE:
+    if camera is None or str(camera).strip().lower() in NONE_VALUES:
         settings["CAMERA"] = None
     else:
         settings["CAMERA"] = _number("CAMERA", camera, int, 0, 1000)

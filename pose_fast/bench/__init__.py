@@ -43,6 +43,7 @@ from .targets import (
     compute_ratios,
     format_target,
     remote_stream_targets,
+    verdict,
 )
 from .timing import summarize
 
@@ -52,5 +53,6 @@ __all__ = [
     "TARGET_PIPELINE_RATIO", "TARGET_REMOTE_FOUR_STREAMS", "TARGET_REMOTE_ONE_STREAM",
     "BenchError", "compute_ratios", "default_video", "fetch_hint", "find_model", "format_target", "headline_rows",
     "heatmap_nms", "machine_info", "numba_first_call", "peer_decoder", "plan_units", "remote_stream_targets",
-    "render_markdown", "run_bench", "run_streams", "summarize", "tiled_crowd", "write_plots", "write_report",
+    "render_markdown", "run_bench", "run_streams", "summarize", "tiled_crowd", "verdict", "write_plots",
+    "write_report",
 ]

@@ -13,7 +13,7 @@ from .crowd import CROWD_PEOPLE
 from .inputs import DEFAULT_VIDEO
 from .plan import DEFAULT_FRAMES, STREAMS
 from .plots import PLOTS, write_plots
-from .targets import find_row, fmt, format_target, pct
+from .targets import find_row, fmt, format_target, pct, verdict
 
 __all__ = ["write_report", "render_markdown", "headline_rows", "decode_rows", "crowd_rows", "numba_lines",
            "streams_lines"]
@@ -40,8 +40,8 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _mark(passed: bool) -> str:
-    return "✅ pass" if passed else "❌ fail"
+def _mark(target: dict) -> str:
+    return {"pass": "✅ pass", "fail": "❌ fail", "skipped": "⏭ skipped"}[verdict(target)]
 
 
 def headline_rows(report: dict) -> List[str]:
@@ -206,7 +206,7 @@ def render_markdown(report: dict) -> str:
     lines += ["", "## Targets", "", "| target | measured | needed | result |", "| --- | ---: | ---: | --- |"]
     for target in report["targets"]:
         measured, needed = format_target(target)
-        lines.append(f"| {target['name']} | {measured} | {needed} | {_mark(target['passed'])}"
+        lines.append(f"| {target['name']} | {measured} | {needed} | {_mark(target)}"
                      + (f" ({target['note']})" if target.get("note") else "") + " |")
 
     lines += ["", "## Inference only", "",

@@ -11,7 +11,7 @@ from .plan import STREAMS
 __all__ = [
     "TARGET_PIPELINE_RATIO", "TARGET_DECODE_SHARE", "TARGET_CROWD_CYTHON_MS", "TARGET_PEER_SPEEDUP",
     "TARGET_REMOTE_ONE_STREAM", "TARGET_REMOTE_FOUR_STREAMS",
-    "compute_ratios", "remote_stream_targets", "format_target", "find_row", "fmt", "pct",
+    "compute_ratios", "remote_stream_targets", "format_target", "verdict", "find_row", "fmt", "pct",
 ]
 
 #: Targets (issue 8): pipeline FPS >= 90 % of inference-only FPS in throughput mode; decode (Cython) <= 2 % of the
@@ -40,7 +40,8 @@ def _target(name: str, value: Optional[float], threshold: float, op: str, unit: 
             note: str = "") -> dict:
     """A target check: ``unit`` is ``share`` (shown as %), ``times`` (×) or ``ms``."""
     passed = value is not None and (value >= threshold if op == ">=" else value <= threshold)
-    target = {"name": name, "value": value, "threshold": threshold, "op": op, "unit": unit, "passed": passed}
+    target = {"name": name, "value": value, "threshold": threshold, "op": op, "unit": unit, "passed": passed,
+              "skipped": value is None}  # not measured here (an optional peer or file absent): neither pass nor fail
     if note:
         target["note"] = note
     return target
@@ -138,6 +139,13 @@ def fmt(value: Optional[float], digits: int = 1) -> str:
 def pct(value: Optional[float], digits: int = 1) -> str:
     """A share as a percentage (``94.6 %``), or ``n/a``."""
     return "n/a" if value is None else f"{value * 100:.{digits}f} %"
+
+
+def verdict(target: dict) -> str:
+    """``"pass"``, ``"fail"`` or ``"skipped"`` (nothing measured: an optional part is absent; the note says which)."""
+    if target.get("skipped", target["value"] is None):
+        return "skipped"
+    return "pass" if target["passed"] else "fail"
 
 
 def format_target(target: dict) -> Tuple[str, str]:

@@ -19,7 +19,7 @@ from .._ov import AsyncInferQueue, Core, Layout, PrePostProcessor, ResizeAlgorit
 from ..errors import EngineError, ModelError
 from ..errors import first_line as _first_line
 from ..folders import user_cache_dir
-from ..model import HEATMAP_OUTPUT, INPUT_NAME, PAF_OUTPUT, default_precision, resolve_model
+from ..model import HEATMAP_OUTPUT, INPUT_NAME, PAF_OUTPUT, check_precision, default_precision, resolve_model
 from .contract import (
     DEFAULT_INPUT_HEIGHT,
     MODES,
@@ -43,7 +43,7 @@ DEFAULT_CPU_PRECISION = "f32"
 
 def validate_device(core: Core, device: str) -> str:
     """Return the device name if this machine can run it, else raise EngineError listing what it has."""
-    name = (device or "").strip()
+    name = (device or "").strip().upper()  # OpenVINO's names are upper case; people type cpu
     if not name:
         raise EngineError("no device given: use --device-name CPU, GPU, NPU, MYRIAD or AUTO")
     available = _ov.available_devices(core)
@@ -55,7 +55,7 @@ def validate_device(core: Core, device: str) -> str:
                               f"AUTO:/MULTI:/HETERO: lists; this machine has: {have}")
         for part in filter(None, rest.split(",")):
             _check_physical(core, part.split("(")[0].strip(), available, have)
-        return prefix.upper() + (":" + rest if rest else "")
+        return prefix + (":" + rest if rest else "")
     _check_physical(core, name, available, have)
     return name
 
@@ -152,7 +152,10 @@ class Engine(EngineBase):
         self.core = core or Core()
         self.device = validate_device(self.core, device)
         self.cpu_precision = cpu_precision
-        self.precision = precision or default_precision(self.device)
+        try:
+            self.precision = check_precision(precision or default_precision(self.device))
+        except ModelError as exc:
+            raise EngineError(str(exc)) from None
         try:
             self.model_path = resolve_model(model, self.precision, self.device, progress=progress)
         except ModelError as exc:
