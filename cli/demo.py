@@ -37,7 +37,7 @@ def _summary(stats: dict, source, engine_text: str) -> str:
         f"engine: {engine_text}",
         f"{stats['frames']} frames in {stats['elapsed_s']:.1f} s: {stats['fps']:.2f} FPS mean ({stats['mode']} "
         f"mode, {stats['in_flight']} in flight), {stats['dropped']} stale frames dropped, "
-        f"up to {stats['people_max']} people",
+        f"up to {stats['people_max']} {'person' if stats['people_max'] == 1 else 'people'}",
         "stage        p50 ms   p99 ms",
     ]
     for stage in ("capture", "inference", "decode", "render", "latency"):

@@ -111,7 +111,7 @@ def test_min_pose_score_moves_poses_to_the_fragments(env, video_path, tmp_path):
         assert all(p["score"] < 300 for p in strict["fragments"] if sum(k[2] > 0 for k in p["keypoints"]) >= 4)
     assert sum(len(r["fragments"]) for r in _lines(high)) > sum(len(r["fragments"]) for r in _lines(default))
     most = max(len(r["people"]) for r in _lines(high))
-    assert f"up to {most} people" in proc.stdout
+    assert f"up to {most} {'person' if most == 1 else 'people'}" in proc.stdout
     bad = demo(env, "-i", video_path("people-walking"), "--no-show", "--no-db", "--min-pose-score", "-1")
     assert bad.returncode == 2 and "--min-pose-score" in bad.stderr and "Traceback" not in bad.stderr
 
