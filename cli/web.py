@@ -90,12 +90,16 @@ def _check_server(url: str, **local_options) -> None:
               help="Network input height, a multiple of 8 (default 256; lower is faster, less accurate).")
 @click.option("--server", default=None, metavar="URL",
               help="Remote inference server, grpc://host:port[/model] (env POSE_FAST_SERVER; default in-process).")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="A name browsers may use for this server besides its IP addresses and localhost (repeat it; env "
+                   "POSE_FAST_ALLOWED_HOSTS, comma-separated). Other Host headers get a 400 (DNS rebinding).")
 @click.option("--min-pose-score", default=None, type=click.FloatRange(min=0),
               help="Lowest pose score that counts as a person (default 10, env POSE_FAST_MIN_POSE_SCORE); "
                    "fragments below it are drawn faintly, not counted or recorded.")
 @click.option("--threads", default=THREADS, show_default=True, type=click.IntRange(10, 1000),
               help="Server threads; each watching browser holds one (at most threads - 8 viewers).")
-def web(host, port, demo_video, camera, db, device_name, model, input_height, server, min_pose_score, threads):
+def web(host, port, demo_video, camera, db, device_name, model, input_height, server, allowed_hosts, min_pose_score,
+        threads):
     """Serve the live pose view, the camera/demo toggle and /detections.
 
     Open the printed URL in a browser. ?device-name=CPU|GPU|MYRIAD|AUTO picks the inference device; the page
@@ -110,7 +114,8 @@ def web(host, port, demo_video, camera, db, device_name, model, input_height, se
         config["MAX_VIEWERS"] = threads - 8  # the other threads serve the page, /stats and /detections
     for key, value in (("HOST", host), ("PORT", port), ("DEMO_VIDEO", demo_video), ("CAMERA", camera),
                        ("DATABASE", db), ("DEVICE", device_name), ("MODEL", model),
-                       ("INPUT_HEIGHT", input_height), ("SERVER", server), ("MIN_POSE_SCORE", min_pose_score)):
+                       ("INPUT_HEIGHT", input_height), ("SERVER", server), ("MIN_POSE_SCORE", min_pose_score),
+                       ("ALLOWED_HOSTS", allowed_hosts or None)):
         if value is not None:
             config[key] = value
     if demo_video is not None and demo_video.strip().lower() not in NONE_VALUES:

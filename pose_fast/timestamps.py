@@ -43,5 +43,11 @@ def parse_iso_utc(text: str) -> str:
         raise ValueError(f"not an ISO-8601 date-time: {text!r} (e.g. 2026-11-25T07:00:00Z)") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    dt = dt.astimezone(timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    try:
+        dt = dt.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00+23:59 is before year 1 in UTC; 9999-12-31T23:59-23:59 after 9999
+        raise ValueError(f"{text!r} is outside the years 1 to 9999 in UTC") from None
+    # by hand: strftime("%Y") drops the leading zeros of years before 1000 on some platforms, and then the text
+    # would not sort as the instants do
+    return (f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}."
+            f"{dt.microsecond // 1000:03d}Z")

@@ -158,8 +158,10 @@ def test_missing_or_uninitialised_database_is_a_clear_json_error(tmp_path):
     missing = tmp_path / "missing.db"
     r = create_detections_app(missing).test_client().get("/detections")
     assert r.status_code == 503
-    assert r.get_json()["error"] == (f"no events database at {missing}; run `pose-fast create-db --db {missing}` or "
-                                     f"start the demo with --db {missing}")
+    # the file's name, not its absolute path: an error body tells a browser nothing about the server's folders
+    assert r.get_json()["error"] == ("no events database at missing.db; run `pose-fast create-db --db missing.db` "
+                                     "or start the demo with --db missing.db")
+    assert str(tmp_path) not in r.get_data(as_text=True)
     blank = tmp_path / "blank.db"
     blank.write_bytes(b"")
     r = create_detections_app(blank).test_client().get("/detections")
@@ -285,3 +287,31 @@ def test_listings_stay_right_when_events_are_deleted_or_the_file_is_replaced(tmp
     conn.execute("DELETE FROM events WHERE id BETWEEN 11 AND 60 OR id > 190")
     conn.close()
     check([row for row in stored if not (11 <= row["id"] <= 60 or row["id"] > 190)])
+
+
+# -- what an attack run found (issue: hardening) -----------------------------------------------------------------
+@pytest.mark.parametrize("since", ["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59"])
+def test_instants_outside_the_utc_years_are_400_json_not_500(db, since):
+    r = create_detections_app(db).test_client().get("/detections", query_string={"since": since})  # + as %2B
+    assert r.status_code == 400 and r.is_json, r.get_data(as_text=True)[:200]
+    assert "outside the years 1 to 9999" in r.get_json()["error"]
+
+
+def test_instants_before_year_1000_compare_as_instants(db):
+    """Stored and compared zero-padded: a since before year 1000 returned nothing, and since=0999 with a later
+    until was a 400 ('since after until')."""
+    client = create_detections_app(db).test_client()
+    assert client.get("/detections?since=0999-01-01").get_json()["pagination"]["count"] == N
+    r = client.get("/detections?since=0999-01-01&until=2026-01-01")
+    assert r.status_code == 200 and r.get_json()["pagination"]["count"] == N
+
+
+@pytest.mark.parametrize("path, method, status", [("/nowhere", "GET", 404), ("/detections", "POST", 405),
+                                                  ("/detections", "DELETE", 405)])
+def test_every_error_is_json(db, path, method, status):
+    r = create_detections_app(db).test_client().open(path, method=method)
+    assert r.status_code == status and r.is_json
+    body = r.get_json()
+    assert body["status"] == status and body["error"] and "\n" not in body["error"]
+    if status == 405:
+        assert "GET" in r.headers["Allow"]

@@ -417,3 +417,43 @@ def test_broadcaster_encodes_once_per_frame_only_while_watched_and_slow_viewers_
     assert seq == 4 and np.abs(decoded.astype(int) - frames[5]).mean() < 8
     with pytest.raises(ValueError, match="quality"):
         MjpegBroadcaster(quality=0)
+
+
+# -- the Host header (DNS rebinding) ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("host, status", [("evil.example", 400), ("evil.example:5000", 400), ("localhost:5000", 200),
+                                          ("127.0.0.1:5000", 200), ("[::1]:5000", 200), ("192.168.1.20:5000", 200),
+                                          ("pose.home.arpa", 200), ("POSE.home.arpa:8080", 200)])
+def test_only_known_names_in_host(make_app, host, status, tmp_path):
+    """A page on another site reaches 127.0.0.1 through a rebinding name only with that name in Host: refused.
+    Before, Host: evil.example got a 200 and Link URLs pointing at http://evil.example/..."""
+    from pose_fast.events import EventStore
+
+    with EventStore(tmp_path / "events.sqlite3") as store:  # the database make_app configures
+        for i in range(3):
+            store.add("enter", i, i, 1_764_050_400.0 + i, 1, "cam", "CPU")
+    client = make_app(ALLOWED_HOSTS="pose.home.arpa").test_client()
+    for path in ("/detections", "/stats?source=demo&device-name=CPU", "/", "/nowhere"):
+        response = client.get(path, headers={"Host": host})
+        if status == 400:
+            assert response.status_code == 400 and response.is_json, path
+            assert "unknown host 'evil.example'" in response.get_json()["error"]
+        else:
+            assert response.status_code in (200, 404), (path, response.status_code)
+    if status == 200:
+        link = client.get("/detections?per-page=1", headers={"Host": host}).headers.get("Link", "")
+        assert "evil" not in link
+
+
+def test_allowed_hosts_come_from_the_environment(tmp_path):
+    settings = load_config(None, {"POSE_FAST_ALLOWED_HOSTS": "a.lan, b.lan", "POSE_FAST_DB": str(tmp_path / "e.db")})
+    assert settings["ALLOWED_HOSTS"] == ("a.lan", "b.lan")
+
+
+def test_head_video_feed_starts_no_stream(make_app):
+    """Before, HEAD /video_feed started a pipeline and answered a chunked 0."""
+    app = make_app()
+    manager = app.extensions["pose_fast_streams"]
+    response = app.test_client().head("/video_feed?source=demo&device-name=CPU")
+    assert response.status_code == 200 and response.mimetype == "multipart/x-mixed-replace"
+    assert manager.started == 0 and manager.running() == []
+    assert app.test_client().head("/video_feed?source=nowhere").status_code == 400

@@ -25,6 +25,8 @@ config key         environment                  meaning (default)
 ``MAX_VIEWERS``    ``POSE_FAST_MAX_VIEWERS``    MJPEG viewers at once, all streams (``24``; each holds a thread)
 ``MIN_POSE_SCORE`` ``POSE_FAST_MIN_POSE_SCORE`` lowest pose score that counts as a person (``10``, see
                                                :mod:`pose_fast.people`)
+``ALLOWED_HOSTS``  ``POSE_FAST_ALLOWED_HOSTS``  names accepted in ``Host`` besides IP addresses, ``localhost`` and
+                                               ``HOST`` (comma-separated; see :mod:`pose_fast.webapp.hosts`)
 =================  ===========================  ====================================================================
 """
 from __future__ import annotations
@@ -70,6 +72,7 @@ _ENV = {
     "SERVER": "POSE_FAST_SERVER",
     "MAX_VIEWERS": "POSE_FAST_MAX_VIEWERS",
     "MIN_POSE_SCORE": "POSE_FAST_MIN_POSE_SCORE",
+    "ALLOWED_HOSTS": "POSE_FAST_ALLOWED_HOSTS",
 }
 #: Values that switch a setting (the camera, the demo video) off.
 NONE_VALUES = ("", "none", "off", "no", "false", "-1")
@@ -100,6 +103,7 @@ def _defaults() -> dict:
         "SNAPSHOT_TIMEOUT": 30.0,
         "MAX_VIEWERS": 24,
         "MIN_POSE_SCORE": MIN_POSE_SCORE,
+        "ALLOWED_HOSTS": (),
     }
 
 
@@ -146,6 +150,9 @@ def load_config(config: Optional[Mapping[str, Any]] = None, environ: Optional[Ma
     settings["JPEG_QUALITY"] = _number("JPEG_QUALITY", settings["JPEG_QUALITY"], int, 1, 100)
     settings["SNAPSHOT_TIMEOUT"] = _number("SNAPSHOT_TIMEOUT", settings["SNAPSHOT_TIMEOUT"], float, 0, 3600)
     settings["MAX_VIEWERS"] = _number("MAX_VIEWERS", settings["MAX_VIEWERS"], int, 1, 100000)
+    hosts = settings["ALLOWED_HOSTS"]
+    hosts = hosts.split(",") if isinstance(hosts, str) else hosts
+    settings["ALLOWED_HOSTS"] = tuple(h.strip() for h in hosts if h and h.strip())
     settings["MIN_POSE_SCORE"] = _number("MIN_POSE_SCORE", settings["MIN_POSE_SCORE"], float, 0, 1e6)
     settings["REALTIME"] = _flag("REALTIME", settings["REALTIME"])
     camera = settings["CAMERA"]
@@ -178,6 +185,8 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     (done at interpreter exit too).
     """
     from . import detections, views
+    from .hosts import install_host_check
+    from .responses import register_error_handlers
     from .streams import StreamManager
 
     app = Flask(__name__)
@@ -193,6 +202,8 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     app.extensions["pose_fast_streams"] = manager
     ref = weakref.ref(manager)
     atexit.register(lambda: ref() is not None and ref().close(timeout=5))
+    register_error_handlers(app)
+    install_host_check(app)
     app.register_blueprint(detections.bp)
     app.register_blueprint(views.page_bp)
     app.register_blueprint(views.streams_bp)

@@ -35,6 +35,8 @@ from pose_fast.errors import EventStoreError
 from pose_fast.events import KINDS, read_events
 from pose_fast.timestamps import parse_iso_utc
 
+from .responses import json_error, register_error_handlers
+
 __all__ = ["bp", "create_detections_app", "DEFAULT_PER_PAGE", "MAX_PER_PAGE", "MAX_PARAM"]
 
 bp = Blueprint("detections", __name__)
@@ -47,12 +49,6 @@ _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 class _BadRequest(Exception):
     pass
-
-
-def _error(message: str, status: int):
-    response = jsonify({"error": message, "status": status})
-    response.status_code = status
-    return response
 
 
 def _whole(name: str, raw: str) -> int:
@@ -110,15 +106,15 @@ def list_detections():
     try:
         page, per_page, filters = _parse_args(request.args)
     except _BadRequest as exc:
-        return _error(str(exc), 400)
+        return json_error(str(exc), 400)
     database = current_app.config.get("DATABASE")
     if not database:
-        return _error("the server has no events database configured (app.config['DATABASE']); start it with --db",
+        return json_error("the server has no events database configured (app.config['DATABASE']); start it with --db",
                       503)
     try:
         results, count = read_events(database, offset=(page - 1) * per_page, limit=per_page, **filters)
     except EventStoreError as exc:
-        return _error(str(exc), 503)
+        return json_error(str(exc), 503)
     pages = -(-count // per_page)
     nxt = _link(page + 1, per_page, request.args) if page < pages else None
     prev_page = min(page - 1, pages)
@@ -144,5 +140,6 @@ def create_detections_app(database) -> Flask:
     """A Flask app serving only ``/detections`` over ``database`` (for tests and for running the API alone)."""
     app = Flask(__name__)
     app.config["DATABASE"] = str(database)
+    register_error_handlers(app)
     app.register_blueprint(bp)
     return app

@@ -22,6 +22,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
 
 from .broadcaster import BOUNDARY
+from .responses import NO_CACHE, json_error, public_errors
 from .stream import MjpegBody, StreamError
 from .streams import StreamManager
 
@@ -30,7 +31,6 @@ __all__ = ["page_bp", "streams_bp", "get_manager"]
 page_bp = Blueprint("page", __name__)
 streams_bp = Blueprint("streams", __name__)
 
-_NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0", "Pragma": "no-cache"}
 
 
 class BadParameter(Exception):
@@ -44,19 +44,10 @@ def get_manager() -> StreamManager:
     return current_app.extensions["pose_fast_streams"]
 
 
-def _error(message: str, status: int, **extra):
-    body = {"error": message, "status": status}
-    body.update(extra)
-    response = jsonify(body)
-    response.status_code = status
-    response.headers.update(_NO_CACHE)
-    return response
-
-
 @streams_bp.errorhandler(BadParameter)
 @page_bp.errorhandler(BadParameter)
 def _bad_parameter(exc: BadParameter):
-    return _error(exc.message, 400, valid=exc.valid)
+    return json_error(exc.message, 400, valid=exc.valid)
 
 
 def _param(*names: str):
@@ -111,17 +102,23 @@ def _subscribe():
     try:
         return source, device, get_manager().subscribe(source, device)
     except StreamError as exc:
-        abort(_error(str(exc), 503, source=source, device=device))
+        abort(json_error(str(exc), 503, source=source, device=device))
+
+
+_MJPEG = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
 
 
 @streams_bp.route("/video_feed")
 def video_feed():
+    if request.method == "HEAD":  # what a GET would answer, without starting a stream for it
+        _choice()
+        return Response(b"", mimetype=_MJPEG, headers=NO_CACHE)
     source, device, sub = _subscribe()
     disconnected = request.environ.get("waitress.client_disconnected")
     body = MjpegBody(sub, disconnected)
-    headers = dict(_NO_CACHE)
+    headers = dict(NO_CACHE)
     headers["X-Accel-Buffering"] = "no"
-    return Response(body, mimetype=f"multipart/x-mixed-replace; boundary={BOUNDARY}", headers=headers,
+    return Response(body, mimetype=_MJPEG, headers=headers,
                     direct_passthrough=True)
 
 
@@ -132,15 +129,15 @@ def snapshot():
         jpeg = sub.latest(timeout=current_app.config["SNAPSHOT_TIMEOUT"])
         error = sub.stream.error
     if jpeg is None:
-        return _error(error or f"no frame from {source} on {device} yet: try again", 503, source=source,
+        return json_error(error or f"no frame from {source} on {device} yet: try again", 503, source=source,
                       device=device)
-    return Response(jpeg, mimetype="image/jpeg", headers=_NO_CACHE)
+    return Response(jpeg, mimetype="image/jpeg", headers=NO_CACHE)
 
 
 @streams_bp.route("/stats")
 def stats():
     source, device = _choice()
-    return jsonify(get_manager().stats(source, device)), 200, _NO_CACHE
+    return jsonify(public_errors(get_manager().stats(source, device))), 200, NO_CACHE
 
 
 @streams_bp.route("/sources")
@@ -153,4 +150,4 @@ def sources():
         "default_source": current_app.config["DEFAULT_SOURCE"],
         "streams": [s.stats() for s in manager.running()],
     }
-    return jsonify(body), 200, _NO_CACHE
+    return jsonify(public_errors(body)), 200, NO_CACHE
