@@ -174,6 +174,8 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
         raise UserError(first_line(failures[0])) from None
     if isinstance(interrupted, SystemExit):
         raise interrupted
+    if isinstance(interrupted, KeyboardInterrupt):
+        raise SystemExit(130)  # what shells expect after Ctrl-C (128 + SIGINT), after the summary
 
 
 def _close_store(store, failures: list) -> None:

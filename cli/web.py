@@ -70,6 +70,18 @@ def _check_server(url: str, **local_options) -> None:
         raise UserError(str(exc)) from None
 
 
+def _check_model(model, device: str) -> None:
+    """Find the model now (fetching it on first use, as a stream would), so that a missing one is an error at start,
+    not on the first page view."""
+    from pose_fast.errors import ModelError
+    from pose_fast.model import print_progress, resolve_model
+
+    try:
+        resolve_model(model, device=device, progress=print_progress)
+    except ModelError as exc:
+        raise UserError(str(exc)) from None
+
+
 @click.command("web")
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1, env POSE_FAST_HOST). Anything "
                                            "else exposes the camera to the network.")
@@ -134,6 +146,8 @@ def web(host, port, demo_video, camera, db, device_name, model, input_height, se
         raise UserError(f"unknown device {app.config['DEVICE']!r}: this machine has {', '.join(devices)}")
     if app.config["SERVER"]:
         _check_server(app.config["SERVER"], device=device_name, model=model)
+    else:
+        _check_model(app.config["MODEL"], app.config["DEVICE"])
     host, port = app.config["HOST"], app.config["PORT"]
     if not _is_loopback(host):
         click.secho(f"warning: binding {host} exposes the live camera view and the events to the network; "

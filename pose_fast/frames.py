@@ -48,12 +48,12 @@ def parse_spec(spec) -> Tuple[str, object]:
     if isinstance(spec, bool):
         raise SourceError(f"not a video source: {spec!r} (use a camera index, a file or a URL)")
     if isinstance(spec, (int, np.integer)):
-        return "camera", int(spec)
+        return "camera", _camera_index(int(spec))
     text = str(spec).strip()
     if not text:
         raise SourceError("empty video source: use a camera index (0), a video file or a URL")
     if text.isdigit():
-        return "camera", int(text)
+        return "camera", _camera_index(int(text))
     if "://" in text:
         scheme = text.split("://", 1)[0].lower()
         if scheme == "file":
@@ -62,6 +62,16 @@ def parse_spec(spec) -> Tuple[str, object]:
             raise SourceError(f"unsupported URL scheme {scheme!r} in {text}: use http(s)://, rtsp:// or a file path")
         return "url", text
     return "file", Path(text).expanduser()
+
+
+#: Camera indices OpenCV takes (a C int); nobody has more cameras than this anyway.
+MAX_CAMERA_INDEX = 9999
+
+
+def _camera_index(index: int) -> int:
+    if not 0 <= index <= MAX_CAMERA_INDEX:
+        raise SourceError(f"no camera {index}: a camera index is 0 to {MAX_CAMERA_INDEX} (0 is the first camera)")
+    return index
 
 
 class _QuietOpenCV:

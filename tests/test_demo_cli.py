@@ -292,7 +292,9 @@ def _bad_inputs(tmp_path, video):
         (["-i", f"rtsp://127.0.0.1:{port}/live", *quiet], f"cannot open stream rtsp://127.0.0.1:{port}"),
         (["-i", "ftp://127.0.0.1/a.mp4", *quiet], "unsupported URL scheme"),
         (["-i", "99", *quiet], "no camera 99"),
+        (["-i", "99999999999999", *quiet], "no camera 99999999999999: a camera index is 0 to 9999"),  # cv2.error
         (["-i", video, *quiet, "--device-name", "TPU"], "unknown device 'TPU'"),
+        (["-i", video, *quiet, "--server", "grpc://[::1:5999/m"], "--server"),  # does not parse: no connection
         (["-i", video, *quiet, "--input-height", 250], "multiple of 8"),
         (["-i", video, *quiet, "--output", tmp_path / "nowhere" / "a.mp4"], "does not exist"),
         (["-i", video, *quiet, "--output", tmp_path / "a.txt"], "must end in .mp4"),
@@ -323,7 +325,7 @@ def test_limit_must_be_positive(env, video_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "--limit" in proc.stderr
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 0), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_ctrl_c_or_sigterm_ends_cleanly_with_the_summary(env, video_path, tmp_path, sig, code):
     jsonl = tmp_path / "interrupted.jsonl"
     proc = subprocess.Popen([sys.executable, "demo.py", "-i", str(video_path("store-aisle")), "--no-show", "--no-db",

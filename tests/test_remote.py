@@ -523,3 +523,13 @@ def test_web_stats_count_the_frames_a_lost_server_dropped(model_xml, kserve_pyth
         response.close()
         app.extensions["pose_fast_streams"].close()
         proc.stop()
+
+
+def test_an_ipv6_server_is_dialled_in_brackets(server):
+    """grpc://[::1]:PORT/m: before, the client dialled '::1:PORT', an unrelated address. The test server listens on
+    127.0.0.1 only, so [::1] is refused: the point is which address the one-line error names."""
+    port = free_port()
+    with pytest.raises(EngineError, match=rf"cannot reach the inference server at \[::1\]:{port} "):
+        RemoteEngine(f"grpc://[::1]:{port}/m", connect_timeout_s=2)
+    with pytest.raises(EngineError, match=r"does not parse .*in brackets"):
+        RemoteEngine("grpc://[::1:9000/m")

@@ -187,6 +187,7 @@ def test_web_command_serves_warns_off_loopback_and_stops_on_sigterm(tmp_path, mo
     (["--demo-video", "/nonexistent/video.mp4"], "demo video /nonexistent/video.mp4 not found"),
     (["--device-name", "TPU"], "unknown device 'TPU'"),
     (["--input-height", "100"], "multiple of 8"),
+    (["--model", "/nonexistent/human-pose-estimation-0001.xml"], "does not exist"),  # before: only on a page view
 ])
 def test_web_command_errors_are_one_line(args, message):
     proc = subprocess.run([sys.executable, "main.py", "--port", "0"] + args, cwd=ROOT, capture_output=True,

@@ -78,8 +78,12 @@ def parse_server_url(url: str) -> tuple:
     text = (url or "").strip()
     if "://" not in text:
         text = "grpc://" + text
-    parts = urlsplit(text)
     usage = "use --server grpc://HOST:PORT[/MODEL], e.g. grpc://127.0.0.1:9000/" + DEFAULT_MODEL
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise EngineError(f"server URL {url!r} does not parse ({exc}): {usage}; an IPv6 address goes in brackets, "
+                          f"grpc://[::1]:9000") from None
     if parts.scheme != "grpc":
         raise EngineError(f"unsupported server URL {url!r} (scheme {parts.scheme}://, only the KServe v2 gRPC API "
                           f"is spoken): {usage}")
@@ -175,7 +179,9 @@ class RemoteEngine(EngineBase):
         if input_height <= 0 or input_height % STRIDE:
             raise EngineError(f"--input-height must be a positive multiple of {STRIDE}, got {input_height}")
         self.host, self.port, self.model_name = parse_server_url(server_url)
-        self.server_url = f"grpc://{self.host}:{self.port}/{self.model_name}"
+        #: host:port as gRPC dials it (an IPv6 address in brackets)
+        self.address = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        self.server_url = f"grpc://{self.address}/{self.model_name}"
         self.mode = mode
         self.timeout_s = float(timeout_s)
         self.connect_timeout_s = float(connect_timeout_s)
@@ -184,7 +190,7 @@ class RemoteEngine(EngineBase):
         self.input_height = input_height
         self._num_requests = num_requests or (THROUGHPUT_REQUESTS if mode == "throughput" else 1)
         # Engine-compatible descriptive attributes.
-        self.device = f"remote {self.host}:{self.port}"
+        self.device = f"remote {self.address}"
         self.precision = "server"
         self.model_path = self.server_url
         self.frame_size = None
@@ -214,7 +220,7 @@ class RemoteEngine(EngineBase):
         self._free: queue.Queue = queue.Queue()
         self._sync_slot: Optional[_Slot] = None
         self._drops = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pose-fast-remote-drop")
-        self._client = self._grpc.InferenceServerClient(f"{self.host}:{self.port}", channel_args=[
+        self._client = self._grpc.InferenceServerClient(f"{self.address}", channel_args=[
             ("grpc.max_send_message_length", 2**31 - 1),
             ("grpc.max_receive_message_length", 2**31 - 1),
             # Reconnect quickly after a server restart instead of gRPC's default backoff of up to two minutes.
@@ -238,20 +244,20 @@ class RemoteEngine(EngineBase):
         except self._ServerError as exc:
             code = _code(exc)
             if code in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
-                raise EngineError(f"cannot reach the inference server at {self.host}:{self.port} "
+                raise EngineError(f"cannot reach the inference server at {self.address} "
                                   f"({_message(exc)}): start the model server or fix --server") from None
             text = _message(exc)
             if code == "NOT_FOUND" or any(w in text.lower() for w in ("not found", "does not exist", "unknown")):
-                raise EngineError(f"the server at {self.host}:{self.port} has no model {self.model_name!r} "
-                                  f"({self._server_models()}): use --server grpc://{self.host}:{self.port}/<model>"
+                raise EngineError(f"the server at {self.address} has no model {self.model_name!r} "
+                                  f"({self._server_models()}): use --server grpc://{self.address}/<model>"
                                   ) from None
-            raise EngineError(f"the server at {self.host}:{self.port} refused the metadata of model "
+            raise EngineError(f"the server at {self.address} refused the metadata of model "
                               f"{self.model_name!r} ({code or 'error'}: {text}): check the server's log") from None
         inputs = list(meta.inputs)
         outputs = {t.name: t for t in meta.outputs}
         problem = self._check_signature(inputs, outputs)
         if problem:
-            raise EngineError(f"model {self.model_name!r} at {self.host}:{self.port} is not {DEFAULT_MODEL} "
+            raise EngineError(f"model {self.model_name!r} at {self.address} is not {DEFAULT_MODEL} "
                               f"({problem}; inputs: {_describe_tensors(inputs)}; outputs: "
                               f"{_describe_tensors(meta.outputs)}): point --server at the pose model "
                               f"({self._server_models()})")
@@ -462,7 +468,7 @@ class RemoteEngine(EngineBase):
         code = _code(exc)
         if code == "INVALID_ARGUMENT":
             self._count_drop()
-            raise EngineError(f"the server at {self.host}:{self.port} rejected a frame ({_message(exc)}): check "
+            raise EngineError(f"the server at {self.address} rejected a frame ({_message(exc)}): check "
                               f"that --server names the pose model and the server's log")
         with self._lock:
             self.dropped_frames += 1
@@ -487,8 +493,8 @@ class RemoteEngine(EngineBase):
             self._reconnector = threading.Thread(target=self._reconnect, name="pose-fast-remote-reconnect",
                                                  daemon=True)
             self._reconnector.start()
-        log.warning("inference server %s:%s lost (%s); retrying with backoff (up to every %.1f s), frames are "
-                    "dropped meanwhile", self.host, self.port, self._lost_reason, self.max_backoff_s)
+        log.warning("inference server %s lost (%s); retrying with backoff (up to every %.1f s), frames are "
+                    "dropped meanwhile", self.address, self._lost_reason, self.max_backoff_s)
 
     def _lost_message(self) -> str:
         """Short enough for the overlay of a 480-pixel-wide frame; the log has the details."""
@@ -514,8 +520,8 @@ class RemoteEngine(EngineBase):
                     self.reconnects += 1
                     self._consecutive_timeouts = 0
                     self._connected.set()
-                log.warning("inference server %s:%s is back after %.1f s; %d frame(s) dropped meanwhile",
-                            self.host, self.port, outage, dropped)
+                log.warning("inference server %s is back after %.1f s; %d frame(s) dropped meanwhile",
+                            self.address, outage, dropped)
                 return
             if self._closed.wait(delay):
                 return
