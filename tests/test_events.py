@@ -2,12 +2,16 @@
 full and read-only databases, and the tracker -> recorder -> store path (on the real model too)."""
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +27,7 @@ from pose_fast.events import (
     EventStoreError,
     create_or_migrate,
     default_db_path,
+    journal,
     read_events,
     resolve_db_path,
     schema,
@@ -525,6 +530,225 @@ print("restored")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "restored"
+
+
+# -- another program holding the write lock: the journal beside the database ---------------------------------------
+LOCK_HOLDER = textwrap.dedent("""
+    import sys, apsw
+    conn = apsw.Connection(sys.argv[1])
+    conn.execute("BEGIN IMMEDIATE")
+    print("locked", flush=True)
+    sys.stdin.readline()
+    conn.execute("ROLLBACK")
+    conn.close()
+""")
+
+
+class WriteLock:
+    """Another process holding the database's write lock (``BEGIN IMMEDIATE``) until :meth:`release`."""
+
+    def __init__(self, path):
+        self.proc = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(path)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "locked"
+
+    def release(self):
+        if self.proc.returncode is None:
+            self.proc.communicate("\n", timeout=30)
+            assert self.proc.returncode == 0
+
+
+@contextlib.contextmanager
+def write_lock_held(path):
+    lock = WriteLock(path)
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+def journal_entries(path):
+    data = journal.journal_path(path).read_bytes()
+    assert data.endswith(b"\n")
+    return [json.loads(line) for line in data.decode("ascii").splitlines()]
+
+
+def event_rows(frames, source="cam"):
+    """Rows as the journal holds them (``journal.FIELDS`` order), for frames ``frames``."""
+    return [("enter" if i % 2 == 0 else "exit", i // 2, iso_utc(T0 + i), source, i, 1, "CPU") for i in frames]
+
+
+def test_a_lock_outlasting_close_keeps_the_events_in_the_journal_and_the_next_start_adds_them_once(tmp_path,
+                                                                                                  monkeypatch):
+    path = tmp_path / "e.db"
+    create_or_migrate(path)
+    journal_file = tmp_path / "e.db.journal"
+    synced = []  # inodes fsync()ed from Python: the journal's writes
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append(os.fstat(fd).st_ino)
+        real_fsync(fd)
+
+    monkeypatch.setattr(journal.os, "fsync", fsync)
+    store = EventStore(path, flush_interval=60, close_lock_wait=0.5)  # nothing committed before close()
+    for i in range(26):
+        store.add("enter" if i % 2 == 0 else "exit", i // 2, i, T0 + i, 1, "cam", "CPU")
+    with write_lock_held(path) as lock:
+        started = time.monotonic()
+        with pytest.raises(EventStoreError) as info:
+            store.close()
+        assert time.monotonic() - started < 4  # the budget, not the busy timeout many times over
+        message = str(info.value)
+        assert message == (f"cannot write events to {path}: the database stayed locked by another program for "
+                           f"0.5 s; 26 events were kept in {journal_file} and will be added to the database at "
+                           f"the next start (0 saved before)")
+        assert store.error is info.value and store.journaled == 26
+        entries = journal_entries(path)
+        assert [{k: v for k, v in e.items() if k != "batch"} for e in entries] == [
+            dict(zip(journal.FIELDS, row)) for row in event_rows(range(26))]
+        assert len({e["batch"] for e in entries}) == 1  # one batch, appended at once
+        assert journal_file.stat().st_ino in synced and tmp_path.stat().st_ino in synced  # the file and its folder
+        assert db_rows(path) == []
+        with EventStore(path, close_lock_wait=0.2):  # opening while it is still locked: the journal stays
+            pass
+        assert len(journal_entries(path)) == 26
+        lock.release()
+        with EventStore(path):  # the next start adds them, before any new event
+            assert db_rows(path) == list(range(26))
+            assert not journal_file.exists()
+    rows, count = read_events(path, limit=100)
+    assert count == 26 and [r["frame_index"] for r in rows] == list(range(26))
+    assert [r["id"] for r in rows] == list(range(1, 27))
+    assert rows[25] == {"id": 26, "kind": "exit", "person_id": 12, "timestamp": iso_utc(T0 + 25), "source": "cam",
+                        "frame_index": 25, "people_count": 1, "device": "CPU"}
+    with EventStore(path):  # a third start adds nothing
+        pass
+    assert create_or_migrate(path) == (SCHEMA_VERSION, SCHEMA_VERSION)
+    assert db_rows(path) == list(range(26)) and read_events(path)[1] == 26
+    assert integrity(path) == "ok"
+
+
+def test_a_lock_released_within_the_budget_commits_everything(tmp_path):
+    path = tmp_path / "e.db"
+    create_or_migrate(path)
+    store = EventStore(path, flush_interval=60, close_lock_wait=20)
+    for i in range(26):
+        store.add("enter", i, i, T0 + i, 1, "cam", "CPU")
+    with write_lock_held(path) as lock:
+        timer = threading.Timer(1.0, lock.release)
+        timer.start()
+        started = time.monotonic()
+        store.close()  # no error
+        took = time.monotonic() - started
+        timer.join()
+    assert 0.9 <= took < 15
+    assert store.error is None and store.written == 26 and store.journaled == 0
+    assert not journal.journal_path(path).exists()
+    assert db_rows(path) == list(range(26))
+
+
+def test_a_lock_held_while_running_sends_batches_to_the_journal_until_it_is_released(tmp_path, caplog):
+    """Mid-run: after ``lock_wait`` the writer keeps the batch in the journal and goes on; its first commit once
+    the lock is free adds the journal first, so the events stay in order."""
+    path = tmp_path / "e.db"
+    create_or_migrate(path)
+    with EventStore(path, flush_interval=0.01, lock_wait=0.3) as store:
+        with write_lock_held(path), caplog.at_level(logging.WARNING, logger="pose_fast.events"):
+            for i in range(10):
+                store.add("enter", i, i, T0 + i, 1, "cam", "CPU")
+            assert store.flush(timeout=30)
+            assert store.journaled == 10 and store.error is None and store.written == 0
+            assert [e["frame_index"] for e in journal_entries(path)] == list(range(10))
+        assert "events are kept in the journal" in caplog.text
+        for i in range(10, 20):
+            store.add("exit", i, i, T0 + i, 0, "cam", "CPU")
+        assert store.flush(timeout=30)
+        assert db_rows(path) == list(range(20))
+        assert store.journaled == 0 and store.written == 20
+        assert not journal.journal_path(path).exists()
+    assert read_events(path)[1] == 20 and read_events(path, kind="exit")[1] == 10
+
+
+def test_torn_and_unreadable_journal_lines_are_skipped_and_the_rest_added(tmp_path, caplog):
+    path = tmp_path / "e.db"
+    create_or_migrate(path)
+    journal.append(path, event_rows(range(0, 4)))
+    with journal.journal_path(path).open("ab") as f:
+        f.write(b"not json at all\n")
+        f.write(json.dumps({"batch": "b1", "kind": "left", "person_id": 1}).encode() + b"\n")
+    journal.append(path, event_rows(range(4, 7)))
+    with journal.journal_path(path).open("ab") as f:
+        f.write(b'{"batch": "0123", "kind": "ent')  # a crash in the middle of an append ...
+    journal.append(path, event_rows(range(7, 9)))  # ... and a later run appending after it: a new line
+    with journal.journal_path(path).open("ab") as f:
+        f.write(b'{"batch": "4567", "kind": "exit", "person_id": 9')  # a crash in the middle of the last append
+    with caplog.at_level(logging.WARNING, logger="pose_fast.events"):
+        with EventStore(path):
+            pass
+    assert db_rows(path) == list(range(9))
+    assert read_events(path)[1] == 9
+    assert not journal.journal_path(path).exists()
+    warnings = [r.getMessage() for r in caplog.records if "journal" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "skipped 4 line(s): 3 not a valid event (line 5: " in warnings[0], warnings
+    assert "the last, line 13, cut short by a crash" in warnings[0], warnings
+    assert warnings[0].endswith("adding the other 9 events"), warnings
+
+
+CRASH_AFTER_COMMIT = textwrap.dedent("""
+    import os, sys
+    from pose_fast.events import EventStore, journal
+    journal._remove = lambda path: os._exit(3)  # dies right after the replay's commit, before the removal
+    EventStore(sys.argv[1])
+""")
+
+
+def test_a_crash_between_the_replay_commit_and_the_journal_removal_adds_nothing_twice(tmp_path):
+    path = tmp_path / "e.db"
+    create_or_migrate(path)
+    journal.append(path, event_rows(range(0, 4)))
+    journal.append(path, event_rows(range(4, 10)))
+    before = journal.journal_path(path).read_bytes()
+    result = subprocess.run([sys.executable, "-c", CRASH_AFTER_COMMIT, str(path)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 3, result.stderr
+    assert db_rows(path) == list(range(10))  # committed ...
+    assert journal.journal_path(path).read_bytes() == before  # ... and the journal still there
+    journal.append(path, event_rows(range(10, 12)))  # a later run kept more in it meanwhile
+    with EventStore(path) as store:
+        store.add("enter", 99, 12, T0 + 12, 1, "cam", "CPU")
+    assert db_rows(path) == list(range(13))  # 0-9 once, then the new batch, then the new event
+    assert read_events(path)[1] == 13
+    assert not journal.journal_path(path).exists()
+    markers = db_rows(path, "SELECT value FROM event_meta WHERE key LIKE 'journal %' ORDER BY value")
+    assert markers == [2, 4, 6]  # one row per batch, with its number of events
+    assert integrity(path) == "ok"
+
+
+def test_create_db_adds_the_journal_and_a_refused_database_keeps_it(tmp_path):
+    from click.testing import CliRunner
+
+    from pose_fast.cli.db import create_db
+
+    path = tmp_path / "e.db"
+    create_or_migrate(path)
+    journal.append(path, event_rows(range(5)))
+    result = CliRunner().invoke(create_db, ["--db", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().endswith(f"up to date (schema version {SCHEMA_VERSION}), 5 events.")
+    assert db_rows(path) == list(range(5)) and not journal.journal_path(path).exists()
+
+    foreign = tmp_path / "foreign.db"
+    conn = apsw.Connection(str(foreign))
+    conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+    conn.close()
+    journal.append(foreign, event_rows(range(3)))
+    kept = journal.journal_path(foreign).read_bytes()
+    with pytest.raises(EventStoreError, match="is an SQLite database of another program"):
+        EventStore(foreign)
+    assert db_rows(foreign, "SELECT name FROM sqlite_master") == ["invoices"]  # untouched
+    assert journal.journal_path(foreign).read_bytes() == kept
 
 
 # -- the real model over a real video --------------------------------------------------------------------------------

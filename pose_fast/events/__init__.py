@@ -21,6 +21,13 @@ undo the last commits before the next WAL checkpoint: that is what ``synchronous
 A full disk, a read-only file or folder, or a file that is not a pose_fast database raises :class:`EventStoreError`
 with a one-line message; events already committed are never touched by a failed batch.
 
+Another program holding the database's write lock makes the writer retry with backoff (``lock_wait``, 60 s, while
+running; ``close_lock_wait``, 5 s, in :meth:`EventStore.close`). What is still not committed then goes to the
+journal beside the database (``<db>.journal``, JSON Lines, fsynced: :mod:`~pose_fast.events.journal`), and
+``close()`` raises an :class:`EventStoreError` saying the events were kept there. The next commit that gets the lock
+(this store's, the next ``EventStore`` opened on the file, or :func:`create_or_migrate`) adds the journal's events
+exactly once, in order, before its own, then removes the journal. Readers ignore the journal.
+
 Database
 --------
 The default location is :func:`default_db_path` (``$POSE_FAST_DB``, else the per-user data folder). Journal mode WAL,
@@ -35,8 +42,9 @@ Modules
 -------
 :mod:`~pose_fast.events.schema` (the schema, its migrations, connections, paths and error messages),
 :mod:`~pose_fast.events.writer` (:class:`EventStore`, :class:`EventRecorder`), :mod:`~pose_fast.events.reader`
-(:func:`read_events`, :func:`count_events`) and :mod:`~pose_fast.events.signals` (:func:`exit_on_sigterm`). Writer
-and reader import the schema module; the schema module imports neither.
+(:func:`read_events`, :func:`count_events`), :mod:`~pose_fast.events.journal` (the journal file: format, locking,
+appending, reading back) and :mod:`~pose_fast.events.signals` (:func:`exit_on_sigterm`). Writer and reader import
+the schema module; the schema module imports neither, only the journal module, which imports no other.
 """
 from __future__ import annotations
 

@@ -1,20 +1,23 @@
-"""The events database itself: its schema and migrations, where it lives, how connections open, and the one-line
-messages for what goes wrong (:class:`~pose_fast.errors.EventStoreError`)."""
+"""The events database itself: its schema and migrations, where it lives, how connections open, how events are
+inserted (also from the journal, :func:`replay_journal`), and the one-line messages for what goes wrong
+(:class:`~pose_fast.errors.EventStoreError`)."""
 from __future__ import annotations
 
 import errno
 import os
+from collections import Counter
 from pathlib import Path
-from typing import Tuple
+from typing import Iterable, List, Set, Tuple
 from urllib.parse import quote
 
 import apsw
 
 from ..errors import EventStoreError, first_line
 from ..folders import user_data_dir
+from . import journal
 
 __all__ = ["SCHEMA_VERSION", "KINDS", "BUSY_TIMEOUT_MS", "MIGRATIONS", "default_db_path", "resolve_db_path",
-           "create_or_migrate"]
+           "create_or_migrate", "replay_journal"]
 
 KINDS = ("enter", "exit")
 BUSY_TIMEOUT_MS = 5000
@@ -170,14 +173,74 @@ def _open_writer(path, writable=True) -> Tuple[apsw.Connection, int, int]:
 
 
 def create_or_migrate(path) -> Tuple[int, int]:
-    """Create the database at ``path`` (and its folder) or migrate it to :data:`SCHEMA_VERSION`.
+    """Create the database at ``path`` (and its folder) or migrate it to :data:`SCHEMA_VERSION`, then add the
+    events of its journal, if any (:func:`replay_journal`).
 
     Returns ``(version_before, version_after)``; ``(0, SCHEMA_VERSION)`` for a new file. Idempotent: an up-to-date
-    database is left as it is (even a read-only one). Raises :class:`EventStoreError` (one line) when it cannot.
+    database with no journal is left as it is (even a read-only one). Raises :class:`EventStoreError` (one line)
+    when it cannot.
     """
     conn, before, after = _open_writer(path, writable=False)
-    conn.close()
+    try:
+        replay_journal(conn, path)
+    except apsw.Error as exc:
+        raise EventStoreError(_explain(exc, path, "add the journal's events to")) from None
+    except OSError as exc:
+        raise EventStoreError(_explain(exc, journal.journal_path(path), "read the events journal")) from None
+    finally:
+        conn.close()
     return before, after
+
+
+# -- writing events ------------------------------------------------------------------------------------------------
+_INSERT = ("INSERT INTO events (kind, person_id, timestamp, source, frame_index, people_count, device) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?)")
+_COUNT = ("INSERT INTO event_counts (kind, source, n) VALUES (?, ?, ?) "
+          "ON CONFLICT (kind, source) DO UPDATE SET n = n + excluded.n")
+
+
+def _insert_events(conn, rows: List[tuple]) -> None:
+    """Insert ``rows`` (tuples in :data:`journal.FIELDS` order) and add them to ``event_counts``; inside the
+    caller's transaction."""
+    conn.executemany(_INSERT, rows)
+    conn.executemany(_COUNT, [(k, s, n) for (k, s), n in Counter((row[0], row[3]) for row in rows).items()])
+
+
+def _apply_journal(conn, batches: Iterable[journal.Batch]) -> Tuple[int, Set[str]]:
+    """Inside the caller's write transaction: insert the journal batches not applied before, each with its
+    ``event_meta`` marker (see :mod:`~pose_fast.events.journal`). Returns (events inserted, every batch id seen:
+    all are in the database once the transaction commits)."""
+    added, seen = 0, set()
+    for batch, rows in batches:
+        seen.add(batch)
+        key = journal.marker_key(batch)
+        if conn.execute("SELECT 1 FROM event_meta WHERE key = ?", (key,)).fetchall():
+            continue  # applied before: a crash came between that commit and the journal's removal
+        _insert_events(conn, rows)
+        conn.execute("INSERT INTO event_meta (key, value) VALUES (?, ?)", (key, len(rows)))
+        added += len(rows)
+    return added, seen
+
+
+def replay_journal(conn, path) -> int:
+    """Add the events of the journal beside the database ``path`` (:mod:`~pose_fast.events.journal`) through
+    ``conn`` (no transaction open), exactly once: one transaction, the journal removed after its commit. Returns how
+    many events were added (0 without a journal). Raises apsw errors (BusyError when the database stays locked:
+    the journal is kept) and OSError (a journal that cannot be read)."""
+    if str(path) == ":memory:":
+        return 0
+    with journal.claim(path, KINDS) as batches:
+        if not batches:
+            return 0  # no journal, or one with no readable line (removed on leaving the block)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            added, _ = _apply_journal(conn, batches)
+            conn.execute("COMMIT")
+        except BaseException:
+            if not conn.getautocommit():
+                conn.execute("ROLLBACK")
+            raise
+    return added
 
 
 def _open_reader(path) -> apsw.Connection:

@@ -2,27 +2,30 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
+import logging
 import math
 import sys
 import threading
 import time
 import weakref
-from collections import Counter, deque
+from collections import deque
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import apsw
 
 from ..errors import EventStoreError
 from ..timestamps import iso_utc
-from .schema import KINDS, _explain, _open_writer
+from . import journal
+from .schema import BUSY_TIMEOUT_MS, KINDS, _apply_journal, _explain, _insert_events, _open_writer, replay_journal
 
 __all__ = ["EventStore", "EventRecorder"]
 
-_INSERT = ("INSERT INTO events (kind, person_id, timestamp, source, frame_index, people_count, device) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?)")
-_COUNT = ("INSERT INTO event_counts (kind, source, n) VALUES (?, ?, ?) "
-          "ON CONFLICT (kind, source) DO UPDATE SET n = n + excluded.n")
+log = logging.getLogger("pose_fast.events")
+
+#: Longest single wait (seconds) for another program's write lock; the writer retries until its budget is spent.
+_ATTEMPT = 1.0
 
 
 _open_stores: weakref.WeakSet[EventStore] = weakref.WeakSet()
@@ -57,6 +60,17 @@ class EventStore:
         Most events per transaction; the writer also wakes early when this many are waiting.
     flush_interval : float
         Seconds between commits while events keep coming (the most a SIGKILL can lose).
+    lock_wait : float
+        While running: seconds the writer keeps retrying a batch (with backoff) when another program holds the
+        database's write lock, before it keeps that batch in the journal beside the database instead (the events
+        wait in memory meanwhile; the pipeline never does).
+    close_lock_wait : float
+        The same budget for :meth:`close`, so that shutdown never hangs on another program's lock: whatever is not
+        committed by then goes to the journal.
+
+    The journal (``<path>.journal``, :mod:`~pose_fast.events.journal`) is added to the database exactly once, in
+    order, by the next commit that gets the lock: this store's, or the next opening of the database (an
+    ``EventStore``, or :func:`~pose_fast.events.create_or_migrate`, i.e. ``pose-fast create-db``).
 
     Raises
     ------
@@ -64,22 +78,47 @@ class EventStore:
         When the database cannot be opened, created, migrated or written (one line saying what to do).
     """
 
-    def __init__(self, path, *, batch_size: int = 10000, flush_interval: float = 0.05):
+    def __init__(self, path, *, batch_size: int = 10000, flush_interval: float = 0.05, lock_wait: float = 60.0,
+                 close_lock_wait: float = 5.0):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         if not isinstance(flush_interval, (int, float)) or not 0 < flush_interval <= 60:
             raise ValueError(f"flush_interval must be seconds in (0, 60], got {flush_interval!r}")
+        for name, value in (("lock_wait", lock_wait), ("close_lock_wait", close_lock_wait)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 86400:
+                raise ValueError(f"{name} must be seconds in [0, 86400], got {value!r}")
         self.path = Path(path)
         self.batch_size = batch_size
         self.flush_interval = float(flush_interval)
+        self.lock_wait = float(lock_wait)
+        self.close_lock_wait = float(close_lock_wait)
         self._conn, self.version_before, _ = _open_writer(self.path)
         self._queue: deque = deque()
         self._wake = threading.Event()
         self._closing = False
+        self._close_deadline = math.inf
         self._closed = False
         self._error: Optional[EventStoreError] = None
         self._written = 0
         self._unsaved = 0
+        self._kept: Dict[str, int] = {}  # batch id -> events this store put in the journal, not yet known added
+        self._locked_for = 0.0  # the longest a batch waited for the lock before going to the journal
+        self._use_journal = str(self.path) != ":memory:"
+        self._journal_broken = False
+        if self._use_journal:
+            try:
+                self._conn.setbusytimeout(int(_ATTEMPT * 1000))  # not the full timeout: the writer retries anyway
+                try:
+                    replay_journal(self._conn, self.path)
+                finally:
+                    self._conn.setbusytimeout(BUSY_TIMEOUT_MS)
+            except apsw.BusyError:
+                pass  # still locked: this store's first commit adds them (or the next start)
+            except apsw.Error as exc:
+                self._conn.close()
+                raise EventStoreError(_explain(exc, self.path, "add the journal's events to")) from None
+            except OSError as exc:
+                self._journal_unreadable(exc)
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"EventStore({self.path.name})", daemon=True)
         self._thread.start()
@@ -104,7 +143,8 @@ class EventStore:
             self._wake.set()
 
     def flush(self, timeout: Optional[float] = None) -> bool:
-        """Wait until every event added before this call is committed; False on timeout."""
+        """Wait until every event added before this call is committed (or, after ``lock_wait`` seconds of another
+        program's lock, kept in the journal); False on timeout."""
         marker = _Flush()
         if self._thread.is_alive():
             self._queue.append(marker)
@@ -126,6 +166,16 @@ class EventStore:
         return self._written
 
     @property
+    def unsaved(self) -> int:
+        """Events lost: neither committed nor kept in the journal (a failed disk, a refused database)."""
+        return self._unsaved
+
+    @property
+    def journaled(self) -> int:
+        """Events this store kept in the journal that are not in the database yet (as far as it knows)."""
+        return sum(self._kept.values())
+
+    @property
     def error(self) -> Optional[EventStoreError]:
         """The writer's failure, if any (it stopped writing then)."""
         return self._error
@@ -133,14 +183,18 @@ class EventStore:
     def close(self) -> None:
         """Commit every queued event, stop the writer, close the database. Idempotent.
 
-        A second Ctrl-C or SIGTERM arriving while this waits is held back until the commit is done, then re-raised.
-        Raises EventStoreError if the writer failed (the message says how many events were not saved).
+        When another program holds the database's write lock, this retries for ``close_lock_wait`` seconds, then
+        keeps what is left in the journal beside the database (added at the next start) and raises
+        EventStoreError saying so. A second Ctrl-C or SIGTERM arriving while this waits is held back until the
+        commit is done, then re-raised. Raises EventStoreError if the writer failed (the message says how many
+        events were not saved).
         """
         with self._lock:
             if self._closed:
                 if self._error is not None:
                     raise self._error
                 return
+            self._close_deadline = time.monotonic() + self.close_lock_wait
             self._closing = True
             self._wake.set()
             interrupted = None
@@ -150,6 +204,14 @@ class EventStore:
                 except (KeyboardInterrupt, SystemExit) as exc:  # finish committing first
                     interrupted = exc
             self._drain()  # an add() racing with close() may have queued after the writer's last look
+            if self._kept:
+                self._settle_kept()
+                if self._kept and self._error is None:
+                    self._error = EventStoreError(
+                        f"cannot write events to {self.path}: the database stayed locked by another program for "
+                        f"{self._locked_for:.1f} s; {self.journaled} events were kept in "
+                        f"{journal.journal_path(self.path)} and will be added to the database at the next start "
+                        f"({self._written} saved before)")
             self._conn.close()
             self._closed = True
             _open_stores.discard(self)
@@ -200,35 +262,100 @@ class EventStore:
     def _write(self, batch):
         fmt = iso_utc
         rows = [(k, p, fmt(t), s, f, n, d) for (k, p, t, s, f, n, d) in batch]
-        counts = [(k, s, n) for (k, s), n in Counter((row[0], row[3]) for row in batch).items()]
         conn = self._conn
-        for attempt in range(100):
+        started = time.monotonic()
+        delay = 0.02
+        while True:
+            deadline = started + self.lock_wait
+            if self._closing:
+                deadline = min(deadline, self._close_deadline)
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    conn.executemany(_INSERT, rows)
-                    conn.executemany(_COUNT, counts)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if not conn.getautocommit():
-                        conn.execute("ROLLBACK")
-                    raise
-                self._written += len(rows)
+                # wait for the lock at most until the deadline (0: one try), and never long at a time, so that a
+                # close() arriving meanwhile applies its shorter budget
+                conn.setbusytimeout(int(max(0.0, min(deadline - time.monotonic(), _ATTEMPT)) * 1000))
+                self._commit(rows)
                 return
-            except apsw.BusyError:
-                # another program holds the write lock beyond the busy timeout: keep the events, try again
-                if self._closing and attempt >= 2:
-                    err = apsw.BusyError("database is locked")
-                    break
-                time.sleep(0.1)
+            except apsw.BusyError as exc:
+                # another program holds the write lock: keep the events, retry until the budget is spent
+                now = time.monotonic()
+                if now >= deadline:
+                    self._keep(rows, now - started, exc)
+                    return
+                time.sleep(min(delay, deadline - now))
+                delay = min(2 * delay, 0.5)
             except apsw.Error as exc:
-                err = exc
-                break
-        else:
-            err = apsw.BusyError("database is locked")
+                self._fail(exc, rows)
+                return
+
+    def _commit(self, rows):
+        """One transaction: the journal's events first, if there is a journal (they are older), then ``rows``."""
+        conn = self._conn
+        with contextlib.ExitStack() as stack:
+            batches = None
+            if self._use_journal and not self._journal_broken:
+                try:
+                    batches = stack.enter_context(journal.claim(self.path, KINDS))
+                except OSError as exc:
+                    self._journal_unreadable(exc)
+            seen = set()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if batches:
+                    _, seen = _apply_journal(conn, batches)
+                _insert_events(conn, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                if not conn.getautocommit():
+                    conn.execute("ROLLBACK")
+                raise
+        # committed (and the journal removed on leaving the block)
+        self._written += len(rows)
+        for batch in seen.intersection(self._kept):
+            self._written += self._kept.pop(batch)
+
+    def _keep(self, rows, waited, busy):
+        """The lock stayed held for the whole budget: append ``rows`` to the journal instead."""
+        if not self._use_journal:
+            self._fail(busy, rows)
+            return
+        try:
+            batch = journal.append(self.path, rows)
+        except OSError as exc:
+            self._fail(busy, rows, f"cannot write events to {self.path}: the database stayed locked by another "
+                                   f"program for {waited:.1f} s and the journal {journal.journal_path(self.path)} "
+                                   f"cannot be written either ({exc.strerror or exc})")
+            return
+        self._kept[batch] = len(rows)
+        self._locked_for = max(self._locked_for, waited)
+        if not self._closing and len(self._kept) == 1:
+            log.warning("the events database %s stayed locked by another program for %.0f s; events are kept in "
+                        "the journal %s until it is free", self.path, waited, journal.journal_path(self.path))
+
+    def _fail(self, err, rows, msg=None):
         self._unsaved += len(rows) + sum(1 for item in self._queue if type(item) is not _Flush)
-        msg = _explain(err, self.path, "write events to", getattr(conn, "system_errno", 0))  # 0: an apsw without it
-        self._error = EventStoreError(f"{msg} ({self._unsaved} events not saved; {self._written} saved before)")
+        if msg is None:
+            msg = _explain(err, self.path, "write events to", getattr(self._conn, "system_errno", 0))  # 0: old apsw
+        kept = (f", {self.journaled} kept in {journal.journal_path(self.path)} for the next start"
+                if self._kept else "")
+        self._error = EventStoreError(f"{msg} ({self._unsaved} events not saved{kept}; {self._written} saved before)")
+
+    def _settle_kept(self):
+        """Drop from ``_kept`` the batches another process already added from the journal (their markers)."""
+        keys = {journal.marker_key(batch): batch for batch in self._kept}
+        try:
+            self._conn.setbusytimeout(100)
+            marks = ",".join("?" * len(keys))
+            found = [row[0] for row in self._conn.execute(f"SELECT key FROM event_meta WHERE key IN ({marks})",
+                                                          tuple(keys))]
+        except apsw.Error:
+            return
+        for key in found:
+            self._written += self._kept.pop(keys[key])
+
+    def _journal_unreadable(self, exc):
+        self._journal_broken = True
+        log.warning("the events journal %s cannot be read (%s); its events stay there until it can be",
+                    journal.journal_path(self.path), exc.strerror or exc)
 
     def __repr__(self):
         return f"EventStore({str(self.path)!r}, written={self._written}, pending={self.pending})"
