@@ -187,7 +187,9 @@ def _close_store(store, failures: list) -> None:
     except EventStoreError:
         pass  # store.error, below
     finally:  # also when a Ctrl-C held back during the commit is re-raised
-        if store.error is not None:
+        if store.error is not None and store.journaled and not store.unsaved:  # nothing lost: kept for later
+            click.secho(f"warning: {first_line(store.error)}", fg="yellow", err=True)
+        elif store.error is not None:
             failures.append(store.error)
 
 

@@ -566,3 +566,30 @@ def test_web_takes_demo_video_none_on_the_command_line(env):
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_a_database_locked_by_another_program_loses_no_event(env, video_path, tmp_path):
+    """Before: '26 events not saved; 0 saved before', exit code 2. Now the events wait in the journal beside the
+    database (a warning, exit 0) and the next start adds them."""
+    import apsw
+
+    from pose_fast.events import create_or_migrate, read_events
+
+    db = tmp_path / "events.sqlite3"
+    create_or_migrate(db)
+    other = apsw.Connection(str(db))
+    other.execute("BEGIN IMMEDIATE")  # held for the whole run
+    try:
+        proc = demo(env, "-i", video_path("people-walking"), "--no-show", "--db", db, "--input-height", "128")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    _assert_clean_exit(proc)
+    warning = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "kept in" in warning[0] and ".journal" in warning[0], proc.stderr
+    kept = int(re.search(r"; (\d+) events were kept", warning[0]).group(1))
+    assert kept >= 2 and (tmp_path / "events.sqlite3.journal").is_file()
+    create_or_migrate(db)  # the next start
+    events, total = read_events(db, limit=100)
+    assert total == kept and not (tmp_path / "events.sqlite3.journal").exists()
+    assert {e["kind"] for e in events} == {"enter", "exit"}
