@@ -31,7 +31,7 @@ import socket, sys, threading, time
 port, query, n, seconds = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 def drain():
     s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(("GET /video_feed?%s HTTP/1.0\r\nHost: x\r\n\r\n" % query).encode())
+    s.sendall(("GET /video_feed?%s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" % query).encode())
     buf = bytearray(1 << 20)
     end = time.monotonic() + seconds
     while time.monotonic() < end and s.recv_into(buf):
@@ -151,7 +151,7 @@ def _first_frame_s(port, query):
     """Seconds from the request until the first JPEG part has arrived, and the open socket."""
     start = time.perf_counter()
     sock = socket.create_connection(("127.0.0.1", port), timeout=120)
-    sock.sendall(f"GET /video_feed?{query} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+    sock.sendall(f"GET /video_feed?{query} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
     data = b""
     while data.count(b"\xff\xd9") < 1:  # the end of the first JPEG
         chunk = sock.recv(65536)

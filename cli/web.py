@@ -13,6 +13,23 @@ __all__ = ["web", "make_server", "THREADS"]
 
 #: waitress worker threads: every MJPEG viewer holds one while it watches.
 THREADS = 32
+#: Seconds an idle connection (no request, nothing to send) stays open, and how often that is checked.
+CHANNEL_TIMEOUT = 30
+CLEANUP_INTERVAL = 5
+
+
+def connection_limit() -> int:
+    """Connections waitress accepts at once: as many as the process's file descriptors allow, less a reserve for
+    the database, the model and the cameras (at most 4,096)."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, ValueError, OSError):  # Windows: no resource module
+        return 500
+    if soft == resource.RLIM_INFINITY:
+        soft = 8192
+    return max(100, min(4096, soft - 128))
 
 
 def _is_loopback(host: str) -> bool:
@@ -31,7 +48,12 @@ def make_server(app, host: str = "127.0.0.1", port: int = 0, threads: int = THRE
     Every chunk is sent at once (waitress's default ``send_bytes=1``); a slow viewer blocks only its own thread
     after about ``backlog_bytes`` of unsent output in waitress and as much in the kernel, and then skips frames
     instead of lagging further; a closed connection is seen while its response waits for a frame
-    (``channel_request_lookahead``)."""
+    (``channel_request_lookahead``); a viewer that stops reading loses its slot and its thread after the app's
+    ``VIEWER_TIMEOUT``.
+
+    Idle connections cost no thread, only a file descriptor: up to :func:`connection_limit` are accepted (waitress's
+    own default, 100, let 101 idle sockets stop the server answering anyone), and one that sends nothing for
+    ``CHANNEL_TIMEOUT`` s is closed (checked every ``CLEANUP_INTERVAL`` s)."""
     import socket
 
     from waitress.adjustments import Adjustments
@@ -44,7 +66,8 @@ def make_server(app, host: str = "127.0.0.1", port: int = 0, threads: int = THRE
                (socket.SOL_SOCKET, socket.SO_SNDBUF, max(4096, backlog_bytes // 2))]  # the kernel doubles it
     server = create_server(app, host=host, port=port, threads=threads, outbuf_high_watermark=backlog_bytes,
                            channel_request_lookahead=4, clear_untrusted_proxy_headers=True, ident="pose_fast",
-                           **extra)
+                           connection_limit=connection_limit(), channel_timeout=CHANNEL_TIMEOUT,
+                           cleanup_interval=CLEANUP_INTERVAL, **extra)
     server.adj.socket_options = options  # applied to every accepted connection
     return server
 

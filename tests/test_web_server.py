@@ -195,3 +195,75 @@ def test_web_command_errors_are_one_line(args, message):
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+# -- viewers that never read, idle connections (what an attack run found) ----------------------------------------
+def _non_reader(port, query="source=demo&device-name=CPU"):
+    """A client that asks for the MJPEG stream and never reads a byte of it (a tiny receive window)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET /video_feed?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    return sock
+
+
+def _stats(base, path="/stats?source=demo&device-name=CPU", timeout=5.0):
+    with urllib.request.urlopen(base + path, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def test_viewers_that_never_read_lose_their_slots_to_an_honest_one(live_server):
+    """Before: clients that ask for /video_feed and never read held every viewer slot for as long as they stayed
+    connected (165 s tested), and every new viewer got a 503. Now a viewer that leaves a frame untaken for
+    VIEWER_TIMEOUT s loses its slot and its connection, and an honest viewer gets frames within 5 s."""
+    base, port, app = live_server(MAX_VIEWERS=4, VIEWER_TIMEOUT=1.0, backlog_bytes=64 * 1024, threads=16)
+    attackers = [_non_reader(port) for _ in range(4)]
+    try:
+        assert wait_for(lambda: _stats(base)["watching"] == 4, timeout=60)
+        started = time.monotonic()
+        honest = None
+        while time.monotonic() - started < 5.0 and not (honest and honest.sequences):
+            honest = MjpegReader(port, "source=demo&device-name=CPU", want=3)
+            honest.start()
+            honest.done.wait(2.5)
+        assert honest.sequences, f"no frame within 5 s (status {honest.status}, {honest.error})"
+        # the others lose theirs too, with no newcomer asking (the server's viewer watchdog) ...
+        assert wait_for(lambda: _stats(base)["viewers_evicted"] == 4, timeout=10), _stats(base)
+        # ... and were hung up on: reading their sockets now ends, after what the kernel had buffered
+        deadline = time.monotonic() + 15
+        for sock in attackers:
+            sock.settimeout(5)
+            while sock.recv(1 << 20):
+                assert time.monotonic() < deadline, "a non-reading viewer kept its connection"
+    finally:
+        for sock in attackers:
+            sock.close()
+
+
+def test_idle_sockets_and_non_reading_viewers_do_not_freeze_the_server(live_server):
+    """Before: 101 idle TCP connections (waitress's limit is 100) made /stats time out for everyone (72 s tested).
+    Now 200 idle sockets and 50 non-reading viewers leave /stats and /detections answering, and the server
+    recovers when they go. (Their p99 latency is measured in bench/test_bench_web.py.)"""
+    base, port, app = live_server(threads=32, MAX_VIEWERS=24, VIEWER_TIMEOUT=2.0, backlog_bytes=64 * 1024)
+    idle = []
+    viewers = []
+    try:
+        for _ in range(200):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            idle.append(sock)
+        viewers = [_non_reader(port) for _ in range(50)]
+        for _ in range(20):
+            started = time.monotonic()
+            assert _stats(base)["source"] == "demo"
+            try:
+                with urllib.request.urlopen(base + "/detections", timeout=5) as response:
+                    status = response.status
+            except urllib.error.HTTPError as exc:  # 503 JSON: no database yet; an answer all the same
+                status = exc.code
+            assert status in (200, 503) and time.monotonic() - started < 5.0
+            time.sleep(0.1)
+    finally:
+        for sock in idle + viewers:
+            sock.close()
+    assert wait_for(lambda: _stats(base)["watching"] == 0, timeout=30)
+    assert _stats(base)["source"] == "demo"

@@ -27,6 +27,8 @@ config key         environment                  meaning (default)
                                                :mod:`pose_fast.people`)
 ``ALLOWED_HOSTS``  ``POSE_FAST_ALLOWED_HOSTS``  names accepted in ``Host`` besides IP addresses, ``localhost`` and
                                                ``HOST`` (comma-separated; see :mod:`pose_fast.webapp.hosts`)
+``VIEWER_TIMEOUT`` ``POSE_FAST_VIEWER_TIMEOUT`` seconds a viewer may leave a frame untaken before it loses its slot
+                                               and its connection (``5``)
 =================  ===========================  ====================================================================
 """
 from __future__ import annotations
@@ -73,6 +75,7 @@ _ENV = {
     "MAX_VIEWERS": "POSE_FAST_MAX_VIEWERS",
     "MIN_POSE_SCORE": "POSE_FAST_MIN_POSE_SCORE",
     "ALLOWED_HOSTS": "POSE_FAST_ALLOWED_HOSTS",
+    "VIEWER_TIMEOUT": "POSE_FAST_VIEWER_TIMEOUT",
 }
 #: Values that switch a setting (the camera, the demo video) off.
 NONE_VALUES = ("", "none", "off", "no", "false", "-1")
@@ -104,6 +107,7 @@ def _defaults() -> dict:
         "MAX_VIEWERS": 24,
         "MIN_POSE_SCORE": MIN_POSE_SCORE,
         "ALLOWED_HOSTS": (),
+        "VIEWER_TIMEOUT": 5.0,
     }
 
 
@@ -153,6 +157,7 @@ def load_config(config: Optional[Mapping[str, Any]] = None, environ: Optional[Ma
     hosts = settings["ALLOWED_HOSTS"]
     hosts = hosts.split(",") if isinstance(hosts, str) else hosts
     settings["ALLOWED_HOSTS"] = tuple(h.strip() for h in hosts if h and h.strip())
+    settings["VIEWER_TIMEOUT"] = _number("VIEWER_TIMEOUT", settings["VIEWER_TIMEOUT"], float, 0.5, 3600)
     settings["MIN_POSE_SCORE"] = _number("MIN_POSE_SCORE", settings["MIN_POSE_SCORE"], float, 0, 1e6)
     settings["REALTIME"] = _flag("REALTIME", settings["REALTIME"])
     camera = settings["CAMERA"]
@@ -184,7 +189,7 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     :class:`pose_fast.webapp.streams.StreamManager`); ``app.extensions["pose_fast_streams"].close()`` stops them
     (done at interpreter exit too).
     """
-    from . import detections, views
+    from . import detections, openapi, views
     from .hosts import install_host_check
     from .responses import register_error_handlers
     from .streams import StreamManager
@@ -198,7 +203,7 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
         input_height=app.config["INPUT_HEIGHT"], database=app.config["DATABASE"] or None,
         grace=app.config["STREAM_GRACE"], realtime=app.config["REALTIME"], jpeg_quality=app.config["JPEG_QUALITY"],
         server=app.config["SERVER"], max_viewers=app.config["MAX_VIEWERS"],
-        min_pose_score=app.config["MIN_POSE_SCORE"])
+        min_pose_score=app.config["MIN_POSE_SCORE"], viewer_timeout=app.config["VIEWER_TIMEOUT"])
     app.extensions["pose_fast_streams"] = manager
     ref = weakref.ref(manager)
     atexit.register(lambda: ref() is not None and ref().close(timeout=5))
@@ -207,4 +212,5 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     app.register_blueprint(detections.bp)
     app.register_blueprint(views.page_bp)
     app.register_blueprint(views.streams_bp)
+    app.register_blueprint(openapi.bp)
     return app

@@ -36,7 +36,7 @@ class StreamOwner(Protocol):
 
     def make_pipeline(self, stream: Stream, source, engine): ...
 
-    def unsubscribe(self, stream: Stream) -> None: ...
+    def unsubscribe(self, stream: Stream, subscription: Optional[Subscription] = None) -> None: ...
 
     def _ended(self, stream: Stream) -> None: ...  # the stream's thread has closed its source and engine
 
@@ -184,15 +184,36 @@ class Stream:
 
 
 class Subscription:
-    """One viewer of a stream: iterate :meth:`frames` (or :meth:`mjpeg`); :meth:`close` unsubscribes (idempotent)."""
+    """One viewer of a stream: iterate :meth:`frames`; :meth:`close` unsubscribes (idempotent).
 
-    def __init__(self, manager: StreamOwner, stream: Stream):
+    ``client`` is the viewer's address (slots are shared fairly between addresses); ``hang_up``, when the server
+    offers one, closes the viewer's connection from another thread: :meth:`evict` uses it to take the slot (and
+    the server thread) back from a viewer that stopped reading."""
+
+    def __init__(self, manager: StreamOwner, stream: Stream, client: str = "",
+                 hang_up: Optional[Callable[[], None]] = None):
         self.manager = manager
         self.stream = stream
+        self.client = client
+        self.hang_up = hang_up
         self.sent = 0
         self.sequence = 0  # the broadcaster's number of the last frame given
+        self.since = time.monotonic()
+        self.handed_at: Optional[float] = None  # a frame was handed to the server and not yet taken by the viewer
+        self.evicted = False
         self._closed = False
         self._lock = threading.Lock()
+
+    def stalled_for(self, now: float) -> float:
+        """Seconds the viewer has not taken the frame handed to it (0 while it keeps up)."""
+        handed = self.handed_at
+        return 0.0 if handed is None else now - handed
+
+    def evict(self) -> None:
+        """Take the slot back: close the connection (the blocked server thread then ends this subscription)."""
+        self.evicted = True
+        if self.hang_up is not None:
+            self.hang_up()
 
     def frames(self, disconnected: Optional[Callable[[], bool]] = None) -> Iterator[bytes]:
         """JPEG frames as they come: each newer than the last one given; ends when the stream ends or
@@ -200,7 +221,7 @@ class Subscription:
         b = self.stream.broadcaster
         seq = b.start_seq()
         try:
-            while not self._closed:
+            while not self._closed and not self.evicted:
                 jpeg, seq = b.wait_newer(seq, _WAIT)
                 if disconnected is not None and disconnected():
                     return
@@ -210,7 +231,9 @@ class Subscription:
                     continue
                 self.sent += 1
                 self.sequence = seq
-                yield jpeg
+                self.handed_at = time.monotonic()
+                yield jpeg  # returns once the server has taken it; a viewer that stops reading blocks it
+                self.handed_at = None
         finally:
             self.close()
 
@@ -230,7 +253,7 @@ class Subscription:
             if self._closed:
                 return
             self._closed = True
-        self.manager.unsubscribe(self.stream)
+        self.manager.unsubscribe(self.stream, self)
 
     def __enter__(self):
         return self

@@ -29,9 +29,9 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
-from pose_fast.errors import first_line
+from pose_fast.errors import EventStoreError, first_line
 
 from .broadcaster import BOUNDARY, MjpegBroadcaster, mjpeg_part
 from .stream import RELEASE_TIMEOUT, MjpegBody, Stream, StreamError, Subscription
@@ -67,7 +67,12 @@ class StreamManager:
     server : str, optional
         A remote engine (``grpc://...``), see :func:`pose_fast.engines.open_engine`.
     max_viewers : int
-        Viewers of all streams together; one more gets a :class:`StreamError` (each holds a server thread).
+        Viewers of all streams together (each holds a server thread). When all slots are taken, a newcomer gets
+        the slot of a viewer that has not taken a frame for ``viewer_timeout`` s, else of the oldest viewer of
+        the address holding more than its fair share of slots, else a :class:`StreamError`.
+    viewer_timeout : float
+        Seconds a viewer may leave a frame untaken before it loses its slot and its connection (checked every
+        second, and whenever the slots are full).
     min_pose_score : float
         The lowest pose score that counts as a person (:class:`pose_fast.people.PersonFilter`).
     """
@@ -75,7 +80,7 @@ class StreamManager:
     def __init__(self, demo_video=None, camera: Optional[int] = 0, model=None, input_height: int = 256,
                  database=None, grace: float = 2.0, realtime: bool = True, jpeg_quality: int = 80,
                  server: Optional[str] = None, precision: Optional[str] = None, start_timeout: float = 120.0,
-                 max_viewers: int = 24, min_pose_score: Optional[float] = None):
+                 max_viewers: int = 24, min_pose_score: Optional[float] = None, viewer_timeout: float = 5.0):
         self.demo_video = Path(demo_video) if demo_video else None
         self.camera = camera
         self.model = model
@@ -88,6 +93,10 @@ class StreamManager:
         self.precision = precision
         self.start_timeout = float(start_timeout)
         self.max_viewers = int(max_viewers)
+        self.viewer_timeout = float(viewer_timeout)
+        self._subscriptions: List[Subscription] = []
+        self._watchdog: Optional[threading.Thread] = None
+        self.evicted = 0  # viewers that lost their slot for not reading, or to a fairer share
         self.min_pose_score = min_pose_score
         self._lock = threading.Lock()
         self._streams: Dict[Tuple[str, str], Stream] = {}
@@ -251,16 +260,17 @@ class StreamManager:
         return error
 
     # -- viewers -----------------------------------------------------------------------------------------------
-    def subscribe(self, source: str, device: str, wait: bool = True) -> Subscription:
-        """Join (or start) the stream of ``source`` on ``device``. With ``wait``, return once it runs; raise
-        :class:`StreamError` (one line) if it fails to start."""
+    def subscribe(self, source: str, device: str, wait: bool = True, client: str = "",
+                  hang_up: Optional[Callable[[], None]] = None) -> Subscription:
+        """Join (or start) the stream of ``source`` on ``device`` as the viewer at address ``client`` (``hang_up``
+        closes its connection, see :class:`Subscription`). With ``wait``, return once it runs; raise
+        :class:`StreamError` (one line) if it fails to start or no slot can be had."""
         with self._lock:
             if self._closed:
                 raise StreamError("the server is shutting down")
-            watching = sum(s.viewers for s in self._streams.values())
-            if watching >= self.max_viewers:  # each viewer holds a server thread: keep some for the page
-                raise StreamError(f"too many viewers ({watching}): close another tab, or start the server with "
-                                  f"more --threads")
+            if not self._make_room(client):  # each viewer holds a server thread: keep some for the page
+                raise StreamError(f"too many viewers ({self.max_viewers}): close another tab, or start the server "
+                                  f"with more --threads")
             key = (source, device)
             stream = self._streams.get(key)
             if stream is None or not stream.alive:
@@ -276,7 +286,9 @@ class StreamManager:
             if stream._stop_timer is not None:
                 stream._stop_timer.cancel()
                 stream._stop_timer = None
-        sub = Subscription(self, stream)
+            sub = Subscription(self, stream, client, hang_up)
+            self._subscriptions.append(sub)
+            self._start_watchdog()
         if wait:
             if not stream.wait_ready(self.start_timeout):
                 sub.close()
@@ -288,8 +300,54 @@ class StreamManager:
                 raise StreamError(error)
         return sub
 
-    def unsubscribe(self, stream: Stream) -> None:
+    def _make_room(self, client: str) -> bool:  # with self._lock held
+        """Whether a slot is free for a viewer from ``client``, after evicting a stalled or an unfair one."""
+        holding = [s for s in self._subscriptions if not s.evicted]
+        if len(holding) < self.max_viewers:
+            return True
+        now = time.monotonic()
+        stalled = max(holding, key=lambda s: s.stalled_for(now))
+        if stalled.stalled_for(now) >= self.viewer_timeout:
+            self._evict(stalled, "stopped reading")
+            return True
+        by_client: Dict[str, List[Subscription]] = {}
+        for sub in holding:
+            by_client.setdefault(sub.client, []).append(sub)
+        fair = self.max_viewers / (len(by_client) + (client not in by_client))
+        greedy = max(by_client.values(), key=len)
+        if len(greedy) > fair and greedy[0].client != client:
+            self._evict(min(greedy, key=lambda s: s.since), "more than a fair share of the viewer slots")
+            return True
+        return False
+
+    def _evict(self, sub: Subscription, why: str) -> None:  # with self._lock held
+        log.warning("viewer %s of %s on %s loses its slot: %s", sub.client or "?", sub.stream.source,
+                    sub.stream.device, why)
+        self.evicted += 1
+        sub.evict()
+
+    def _start_watchdog(self) -> None:  # with self._lock held
+        if self._watchdog is None or not self._watchdog.is_alive():
+            self._watchdog = threading.Thread(target=self._watch_viewers, name="viewer-watchdog", daemon=True)
+            self._watchdog.start()
+
+    def _watch_viewers(self) -> None:
+        """Every second: a viewer that has not taken its frame for ``viewer_timeout`` s loses its slot and thread."""
+        while True:
+            time.sleep(min(1.0, self.viewer_timeout / 2))
+            with self._lock:
+                if self._closed or not self._subscriptions:
+                    self._watchdog = None
+                    return
+                now = time.monotonic()
+                for sub in self._subscriptions:
+                    if not sub.evicted and sub.stalled_for(now) >= self.viewer_timeout:
+                        self._evict(sub, "stopped reading")
+
+    def unsubscribe(self, stream: Stream, subscription: Optional[Subscription] = None) -> None:
         with self._lock:
+            if subscription in self._subscriptions:
+                self._subscriptions.remove(subscription)
             stream.viewers = max(0, stream.viewers - 1)
             stream.broadcaster.remove_viewer()
             if stream.viewers or not stream.alive or self._streams.get(stream.key) is not stream:
@@ -343,6 +401,7 @@ class StreamManager:
         out["events_error"] = self.events_error
         with self._lock:
             out["watching"] = sum(s.viewers for s in self._streams.values())
+            out["viewers_evicted"] = self.evicted
         out["max_viewers"] = self.max_viewers
         return out
 
@@ -358,7 +417,10 @@ class StreamManager:
             stream.join(timeout)
         store, self._store = self._store, None
         if store is not None:
-            store.close()
+            try:
+                store.close()
+            except EventStoreError as exc:  # e.g. kept in the journal for the next start: say so, no traceback
+                log.warning("events: %s", first_line(exc))
 
     def reopen(self) -> None:
         """Accept viewers again after :meth:`close` (tests)."""

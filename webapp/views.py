@@ -19,6 +19,8 @@ source; the file or camera behind it is the server's configuration, never the qu
 """
 from __future__ import annotations
 
+import socket
+
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
 
 from .broadcaster import BOUNDARY
@@ -96,11 +98,33 @@ def index():
 
 
 # -- the streams -------------------------------------------------------------------------------------------------
+def _hang_up(environ):
+    """A callable that closes this request's connection from another thread, or None when the server (not
+    waitress, e.g. Flask's test client) offers no way: waitress's ``client_disconnected`` check is a method of
+    the connection's channel: shutting its socket down makes the server's loop close the channel, which wakes
+    the thread blocked writing to it."""
+    check = environ.get("waitress.client_disconnected")
+    channel = getattr(check, "__self__", None)
+    if channel is None or not hasattr(channel, "socket") or not hasattr(channel, "server"):
+        return None
+
+    def hang_up() -> None:
+        channel.will_close = True
+        try:  # a client that does not read never makes its socket writable: the loop would never close it
+            channel.socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already gone
+        channel.server.pull_trigger()
+
+    return hang_up
+
+
 def _subscribe():
     """(source, device, subscription) for the request's choice; a JSON 503 when the stream cannot start."""
     source, device = _choice()
     try:
-        return source, device, get_manager().subscribe(source, device)
+        return source, device, get_manager().subscribe(source, device, client=request.remote_addr or "",
+                                                       hang_up=_hang_up(request.environ))
     except StreamError as exc:
         abort(json_error(str(exc), 503, source=source, device=device))
 

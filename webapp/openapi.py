@@ -1,0 +1,421 @@
+"""``GET /openapi.json``: the web app described in OpenAPI 3.1, written by hand (:func:`build_document`).
+
+Every route of the app is in it (``tests/test_openapi.py`` compares the document with ``app.url_map`` and fuzzes the
+app against it with schemathesis), so a new endpoint, parameter or response field must be described here too.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+__all__ = ["bp", "build_document", "OPENAPI_VERSION"]
+
+bp = Blueprint("openapi", __name__)
+
+OPENAPI_VERSION = "3.1.0"
+
+_ONE_LINE = "^[^\\r\\n]*$"
+_COUNT = {"type": "integer", "minimum": 0}
+_MS = {"type": "number", "minimum": 0}
+_TEXT_OR_NULL = {"type": ["string", "null"]}
+_MAX_PARAM = 2**31 - 1
+
+
+def _ref(kind: str, name: str) -> dict:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _error_schema(description: str, status: int, required=()) -> dict:
+    """A response with an Error (``{"error", "status", ...}``) whose status is ``status``; ``required``: the
+    optional fields of Error it always has."""
+    schema = {"allOf": [_ref("schemas", "Error"), {"properties": {"status": {"const": status}}}]}
+    if required:
+        schema["allOf"].append({"required": list(required)})
+    return {"description": description, "headers": {"Cache-Control": _ref("headers", "NoCache")},
+            "content": {"application/json": {"schema": schema}}}
+
+
+def _schemas() -> dict:
+    stream_stats = {
+        "source": {"type": "string", "enum": ["camera", "demo"]},
+        "device": {"type": "string", "description": "The OpenVINO device the stream runs on (``AUTO``, ``CPU``, "
+                                                    "``GPU.0``, ...)."},
+        "state": {"type": "string", "enum": ["idle", "starting", "running", "stopped", "failed"],
+                  "description": "``idle``: never started on this server."},
+        "error": {**_TEXT_OR_NULL, "pattern": _ONE_LINE,
+                  "description": "Why the stream failed or stopped (one line, no absolute path); null when it did "
+                                 "not."},
+        "fps": {"type": "number", "minimum": 0, "description": "Frames per second (0 unless running)."},
+        "inference_ms": {**_MS, "description": "Milliseconds of inference per frame (0 unless running)."},
+        "people": {**_COUNT, "description": "People in the latest frame (0 unless running)."},
+        "viewers": {**_COUNT, "description": "MJPEG viewers of this stream."},
+        "frames": {**_COUNT, "description": "Frames the pipeline delivered."},
+        "frames_watched": {**_COUNT, "description": "Frames delivered while someone watched."},
+        "encodes": {**_COUNT, "description": "JPEG encodes: one per watched frame, whatever the number of viewers."},
+        "dropped": {**_COUNT, "description": "Camera frames skipped as stale."},
+        "engine_dropped": {**_COUNT, "description": "Frames a remote engine dropped (shown without people)."},
+        "encode_ms": {**_MS, "description": "Milliseconds per JPEG encode."},
+        "frame_size": {"type": ["array", "null"], "items": {"type": "integer", "minimum": 1},
+                       "minItems": 2, "maxItems": 2, "description": "[width, height] of the frames; null before the "
+                                                                     "first."},
+        "engine": {"type": "string", "description": "The engine, as people read it (empty before it opened)."},
+        "ready_s": {"type": ["number", "null"], "minimum": 0,
+                    "description": "Seconds from the start to the first frame; null until then."},
+    }
+    only_started = ["encode_ms", "frame_size", "engine", "ready_s"]
+    return {
+        "Error": {
+            "type": "object",
+            "description": "Every error of the app: a 4xx or 5xx is always this JSON object.",
+            "required": ["error", "status"],
+            "additionalProperties": False,
+            "properties": {
+                "error": {"type": "string", "minLength": 1, "pattern": _ONE_LINE,
+                          "description": "What went wrong, one line for people (a server path shows as its file "
+                                         "name)."},
+                "status": {"type": "integer", "minimum": 400, "maximum": 599,
+                           "description": "The HTTP status code, repeated."},
+                "valid": {"type": "array", "items": {"type": "string"},
+                          "description": "With an unknown ``source`` or ``device-name``: the values this server "
+                                         "accepts."},
+                "source": {"type": "string", "enum": ["camera", "demo"],
+                           "description": "With a stream that cannot start: the source asked for."},
+                "device": {"type": "string", "description": "With a stream that cannot start: the device asked "
+                                                            "for."},
+            },
+        },
+        "StreamStats": {
+            "type": "object",
+            "description": "The numbers of one stream that has been started.",
+            "required": list(stream_stats),
+            "additionalProperties": False,
+            "properties": {**stream_stats,
+                           "state": {"type": "string", "enum": ["starting", "running", "stopped", "failed"]}},
+        },
+        "Stats": {
+            "type": "object",
+            "description": "One stream's numbers and the server's viewer slots. ``encode_ms``, ``frame_size``, "
+                           "``engine`` and ``ready_s`` are there once the stream has been started (``state`` is not "
+                           "``idle``).",
+            "required": [name for name in stream_stats if name not in only_started]
+            + ["events_error", "watching", "max_viewers"],
+            "additionalProperties": False,
+            "properties": {
+                **stream_stats,
+                "events_error": {**_TEXT_OR_NULL, "pattern": _ONE_LINE,
+                                 "description": "Why events are not recorded (one line); null when they are."},
+                "watching": {**_COUNT, "description": "MJPEG viewers of all streams together."},
+                "viewers_evicted": {**_COUNT, "description": "Viewers that lost their slot (stopped reading, or "
+                                                             "held more than a fair share)."},
+                "max_viewers": {"type": "integer", "minimum": 1,
+                                "description": "MJPEG viewers the server takes at once (``MAX_VIEWERS``)."},
+            },
+            "if": {"properties": {"state": {"const": "idle"}}},
+            "else": {"required": only_started},
+        },
+        "SourceInfo": {
+            "type": "object",
+            "required": ["available", "error", "label"],
+            "additionalProperties": False,
+            "properties": {
+                "available": {"type": "boolean", "description": "Whether it opens (the camera is probed at most "
+                                                                "every 10 s; a running camera stream counts)."},
+                "error": {**_TEXT_OR_NULL, "pattern": _ONE_LINE, "description": "Why it does not; null if it does."},
+                "label": {"type": "string", "description": "``camera N``, or the demo video's file name."},
+            },
+        },
+        "Sources": {
+            "type": "object",
+            "required": ["sources", "devices", "default_device", "default_source", "streams"],
+            "additionalProperties": False,
+            "properties": {
+                "sources": {"type": "object", "description": "The sources this server was started with.",
+                            "properties": {"camera": _ref("schemas", "SourceInfo"),
+                                           "demo": _ref("schemas", "SourceInfo")},
+                            "additionalProperties": False},
+                "devices": {"type": "array", "items": {"type": "string"}, "contains": {"const": "AUTO"},
+                            "uniqueItems": True,
+                            "description": "``AUTO`` (first) and the OpenVINO devices of this machine."},
+                "default_device": {"type": "string", "description": "The device when a URL names none "
+                                                                    "(``DEVICE``)."},
+                "default_source": {"type": ["string", "null"], "enum": ["camera", "demo", None],
+                                   "description": "The source when a URL names none (``DEFAULT_SOURCE``); null: the "
+                                                  "camera if configured, else the demo."},
+                "streams": {"type": "array", "items": _ref("schemas", "StreamStats"),
+                            "description": "The streams running now."},
+            },
+        },
+        "Event": {
+            "type": "object",
+            "required": ["id", "kind", "person_id", "timestamp", "source", "frame_index", "people_count", "device"],
+            "additionalProperties": False,
+            "properties": {
+                "id": {"type": "integer", "minimum": 1, "description": "Increases with every event stored."},
+                "kind": {"type": "string", "enum": ["enter", "exit"]},
+                "person_id": {"type": "integer", "description": "The tracker's id of the person."},
+                "timestamp": {"type": "string", "format": "date-time",
+                              "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z$",
+                              "description": "UTC, milliseconds, e.g. ``2026-11-25T07:00:00.123Z``."},
+                "source": {"type": "string", "description": "``camera N`` or the video's file name."},
+                "frame_index": {"type": "integer", "minimum": 0},
+                "people_count": {"type": "integer", "minimum": 0, "description": "People in that frame."},
+                "device": {"type": "string"},
+            },
+        },
+        "Pagination": {
+            "type": "object",
+            "required": ["page", "per_page", "count", "pages", "next", "prev"],
+            "additionalProperties": False,
+            "properties": {
+                "page": {"type": "integer", "minimum": 1, "maximum": _MAX_PARAM},
+                "per_page": {"type": "integer", "minimum": 1, "maximum": 100},
+                "count": {**_COUNT, "description": "Events matching the filters, on all pages."},
+                "pages": {**_COUNT, "description": "Pages of ``per_page`` events (0 when none match)."},
+                "next": {"type": ["string", "null"], "format": "uri",
+                         "description": "Absolute URL of the next page, with the same filters; null on the last."},
+                "prev": {"type": ["string", "null"], "format": "uri",
+                         "description": "Absolute URL of the previous page (the last page when this one is past "
+                                        "the end); null on the first."},
+            },
+        },
+        "Detections": {
+            "type": "object",
+            "required": ["results", "pagination"],
+            "additionalProperties": False,
+            "properties": {
+                "results": {"type": "array", "items": _ref("schemas", "Event"), "maxItems": 100,
+                            "description": "In ascending ``id`` order; empty past the last page."},
+                "pagination": _ref("schemas", "Pagination"),
+            },
+        },
+        "OpenAPI": {
+            "type": "object",
+            "description": "This document.",
+            "required": ["openapi", "info", "paths"],
+            "properties": {"openapi": {"const": OPENAPI_VERSION}, "info": {"type": "object"},
+                           "paths": {"type": "object"}, "components": {"type": "object"}},
+        },
+    }
+
+
+def _parameters() -> dict:
+    def query(name, schema, description, **more):
+        return {"name": name, "in": "query", "required": False, "schema": schema, "description": description, **more}
+
+    device = ("An OpenVINO device of this machine, case-insensitive (``AUTO``, ``CPU``, ``GPU``, ``GPU.0``, ``NPU``"
+              "...; ``GPU`` means ``GPU.0``); default ``DEVICE``. Anything else is a 400 listing the valid ones.")
+    whole = {"type": "integer", "minimum": 1, "maximum": _MAX_PARAM}
+    per_page = ("Events per page, default 50; above 100 counts as 100. ``per-page`` and ``per_page`` are the same "
+                "parameter: given both, they must agree (else a 400).")
+    when = {"type": "string", "anyOf": [{"format": "date-time"}, {"format": "date"}]}
+    zone = "ISO-8601 date or date-time, with ``Z``, an offset or none (UTC)"
+    return {
+        "source": query("source", {"type": "string"},
+                        "``camera`` or ``demo`` (case-insensitive), among those the server was started with; "
+                        "default ``DEFAULT_SOURCE``, else the first of them. Anything else is a 400 listing the valid "
+                        "ones. The file or camera behind a source is the server's configuration, never the URL's.",
+                        examples={"demo": {"value": "demo"}, "camera": {"value": "camera"}}),
+        "device-name": query("device-name", {"type": "string"}, device,
+                             examples={"cpu": {"value": "CPU"}, "auto": {"value": "AUTO"}}),
+        "device_name": query("device_name", {"type": "string"}, "Another name of ``device-name`` (used when "
+                             "``device-name`` is absent).", examples={"cpu": {"value": "CPU"}}),
+        "device": query("device", {"type": "string"}, "Another name of ``device-name`` (used when ``device-name`` "
+                        "and ``device_name`` are absent).", examples={"cpu": {"value": "CPU"}}),
+        "page": query("page", {**whole, "default": 1}, "1-based page number; a page past the end is empty."),
+        "per-page": query("per-page", {**whole, "default": 50}, per_page),
+        "per_page": query("per_page", {**whole, "default": 50}, per_page),
+        "kind": query("kind", {"type": "string", "enum": ["enter", "exit"]}, "Only events of this kind."),
+        "event-source": query("source", {"type": "string", "minLength": 1, "maxLength": 1000},
+                              "Only events of this source, exactly as stored (``camera 0``, a video's file name).",
+                              examples={"camera": {"value": "camera 0"}, "file": {"value": "store-aisle.mp4"}}),
+        "since": query("since", when, f"Only events at or after this instant ({zone}); not later than ``until``.",
+                       examples={"instant": {"value": "2025-11-25T06:01:00Z"}, "day": {"value": "2025-11-25"}}),
+        "until": query("until", when, f"Only events before this instant ({zone}).",
+                       examples={"instant": {"value": "2025-11-25T07:00:10+01:00"}}),
+    }
+
+
+def _responses() -> dict:
+    return {
+        "BadRequest": _error_schema(
+            "A parameter the server cannot use (the error says which and why; for ``source`` and ``device-name`` "
+            "``valid`` lists the accepted values), or a ``Host`` header that names neither this server's address, "
+            "``localhost``, its bound host nor a name given with ``--allowed-host`` (DNS-rebinding defence).", 400),
+        "NotFound": _error_schema("Nothing at this URL.", 404),
+        "MethodNotAllowed": {**_error_schema("A method the URL does not answer (every URL answers GET, HEAD and "
+                                             "OPTIONS only); ``Allow`` lists those.", 405),
+                             "headers": {"Allow": {"schema": {"type": "string"}, "required": True},
+                                         "Cache-Control": _ref("headers", "NoCache")}},
+        "StreamUnavailable": _error_schema(
+            "The stream cannot start (the camera does not open, the demo video cannot be played, the device fails, "
+            "too many viewers, the server is shutting down) or has no frame yet: try again or choose another "
+            "source or device.", 503, required=("source", "device")),
+        "InternalError": _error_schema("A bug: the server could not answer (the traceback is in its log).", 500),
+    }
+
+
+def _answers(responses: dict) -> dict:
+    """``responses`` (status -> response) and those every operation has: a 400 (a bad ``Host`` is one everywhere)
+    and a 500 (an uncaught exception)."""
+    out = {"400": _ref("responses", "BadRequest"), "500": _ref("responses", "InternalError"), **responses}
+    return dict(sorted(out.items()))
+
+
+def _content(media_type: str, schema: dict = None) -> dict:
+    return {media_type: {"schema": schema} if schema is not None else {}}
+
+
+def _binary(media_type: str) -> dict:
+    return {"type": "string", "contentMediaType": media_type}
+
+
+def _paths() -> dict:
+    choice = [_ref("parameters", name) for name in ("source", "device-name", "device_name", "device")]
+    no_cache = {"Cache-Control": _ref("headers", "NoCache")}
+    unavailable = _ref("responses", "StreamUnavailable")
+    mjpeg = "multipart/x-mixed-replace"
+    any_file = _content("*/*", {"type": "string"})
+
+    def json_ok(description: str, schema: str) -> dict:
+        return {"description": description, "headers": no_cache,
+                "content": _content("application/json", _ref("schemas", schema))}
+
+    return {
+        "/": {"get": {
+            "operationId": "page", "tags": ["page"], "summary": "The live view (HTML)",
+            "description": "The page with the live MJPEG view, the source and device choice and the numbers. "
+                           "``source`` and ``device-name`` preselect what it shows; values the server does not have "
+                           "are ignored (the page starts from the defaults).",
+            "parameters": choice,
+            "responses": _answers({"200": {"description": "The page.",
+                                           "content": _content("text/html", {"type": "string"})}}),
+        }},
+        "/video_feed": {
+            "get": {
+                "operationId": "video_feed", "tags": ["streams"], "summary": "The annotated stream (MJPEG)",
+                "description": "An endless ``multipart/x-mixed-replace; boundary=frame`` body, one ``image/jpeg`` "
+                               "part per frame (headers ``Content-Type``, ``Content-Length`` and "
+                               "``X-Frame-Sequence``: the frame's number, so that a client sees what it skipped). "
+                               "The first viewer starts the stream; it stops ``STREAM_GRACE`` s after the last one "
+                               "leaves. A slow viewer skips frames; one that stops reading loses its slot. Every "
+                               "viewer holds a server thread (at most ``MAX_VIEWERS``).",
+                "parameters": choice,
+                "responses": _answers({
+                    "200": {"description": "The stream, until the client leaves or the stream ends.",
+                            "headers": {**no_cache, "X-Accel-Buffering": {"schema": {"const": "no"}}},
+                            "content": _content(mjpeg, _binary(mjpeg))},
+                    "503": unavailable}),
+            },
+            "head": {
+                "operationId": "video_feed_head", "tags": ["streams"], "summary": "Check a stream choice",
+                "description": "What a GET would answer about ``source`` and ``device-name`` (200 or the 400), "
+                               "without a body and without starting a stream.",
+                "parameters": choice,
+                "responses": _answers({"200": {"description": "The choice is valid (no body).", "headers": no_cache,
+                                               "content": _content(mjpeg)}}),
+            },
+        },
+        "/snapshot.jpg": {"get": {
+            "operationId": "snapshot", "tags": ["streams"], "summary": "The current annotated frame (JPEG)",
+            "description": "One JPEG of the newest frame: the stream's current frame if someone watches, else the "
+                           "next one (the stream is started for it if needed; never a stale frame).",
+            "parameters": choice,
+            "responses": _answers({"200": {"description": "The frame.", "headers": no_cache,
+                                           "content": _content("image/jpeg", _binary("image/jpeg"))},
+                                   "503": unavailable}),
+        }},
+        "/stats": {"get": {
+            "operationId": "stats", "tags": ["streams"], "summary": "One stream's numbers",
+            "description": "State, speed and counters of the stream of ``source`` on ``device-name`` (``idle`` when "
+                           "it never ran); starts nothing.",
+            "parameters": choice,
+            "responses": _answers({"200": json_ok("The numbers.", "Stats")}),
+        }},
+        "/sources": {"get": {
+            "operationId": "sources", "tags": ["streams"], "summary": "What this server offers",
+            "description": "The configured sources (the camera is probed), the devices, the defaults and the "
+                           "running streams.",
+            "responses": _answers({"200": json_ok("Sources, devices and streams.", "Sources")}),
+        }},
+        "/detections": {"get": {
+            "operationId": "detections", "tags": ["events"], "summary": "Stored enter/exit events, paged",
+            "description": "The events of the events database in ascending ``id`` order, filtered by ``kind``, "
+                           "``source``, ``since`` (inclusive) and ``until`` (exclusive). The ``Link`` header repeats "
+                           "``next`` and ``prev`` and adds ``first`` and ``last``.",
+            "parameters": [_ref("parameters", name)
+                           for name in ("page", "per-page", "per_page", "kind", "event-source", "since", "until")],
+            "responses": _answers({
+                "200": {"description": "One page of events.",
+                        "headers": {"Link": {
+                            "required": True,
+                            "description": "RFC 8288 links: ``next`` and ``prev`` when there are such pages, "
+                                           "``first`` and ``last`` always.",
+                            "schema": {"type": "string",
+                                       "pattern": '^<[^<>]+>; rel="(next|prev|first|last)"'
+                                                  '(, <[^<>]+>; rel="(next|prev|first|last)")*$'}}},
+                        "content": _content("application/json", _ref("schemas", "Detections"))},
+                "503": _error_schema("No events database: none configured, missing, not initialised or "
+                                     "unreadable (the error says how to create it).", 503),
+            }),
+        }},
+        "/openapi.json": {"get": {
+            "operationId": "openapi", "tags": ["meta"], "summary": "This description (OpenAPI 3.1)",
+            "responses": _answers({"200": {"description": "This document.",
+                                           "content": _content("application/json", _ref("schemas", "OpenAPI"))}}),
+        }},
+        "/static/{filename}": {"get": {
+            "operationId": "static", "tags": ["page"], "summary": "The page's scripts and styles",
+            "description": "Files of the app's ``static`` folder (``app.js``, ``style.css``), with ``ETag`` and "
+                           "``Last-Modified``; conditional and range requests as usual.",
+            "parameters": [{"name": "filename", "in": "path", "required": True,
+                            "description": "A file in the folder (may contain ``/``).",
+                            "schema": {"type": "string", "minLength": 1},
+                            "examples": {"script": {"value": "app.js"}, "style": {"value": "style.css"}}}],
+            "responses": _answers({
+                "200": {"description": "The file.", "content": any_file},
+                "206": {"description": "The part of the file a ``Range`` header asked for.", "content": any_file},
+                "304": {"description": "Not modified since the ``If-None-Match`` / ``If-Modified-Since`` given."},
+                "404": _ref("responses", "NotFound"),
+                "416": _error_schema("A ``Range`` the file does not have.", 416)}),
+        }},
+    }
+
+
+def build_document() -> dict:
+    """The OpenAPI 3.1 description of the web app (a new dict at every call)."""
+    from pose_fast import __version__
+
+    return {
+        "openapi": OPENAPI_VERSION,
+        "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
+        "info": {
+            "title": "pose_fast web app",
+            "version": __version__,
+            "summary": "Live multi-person pose estimation (MJPEG), its numbers and the stored enter/exit events.",
+            "description": "Every error, whatever the URL, is JSON ``{\"error\": \"<one line>\", \"status\": "
+                           "<code>}`` (``Error``), Flask's own 404 and 405 included; an uncaught exception is a "
+                           "500 in that shape. Every request must name this server in ``Host`` (an IP address, "
+                           "``localhost``, the bound host or an ``--allowed-host`` name), else a 400. Every URL "
+                           "also answers HEAD (the GET's headers; only ``/video_feed`` describes it, because there "
+                           "it starts no stream) and OPTIONS; any other method is a 405 (``MethodNotAllowed``).",
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        },
+        "tags": [{"name": "page", "description": "The browser page."},
+                 {"name": "streams", "description": "Live streams: one pipeline per (source, device), shared by "
+                                                    "every viewer."},
+                 {"name": "events", "description": "Enter/exit events from the events database."},
+                 {"name": "meta", "description": "This description."}],
+        "paths": _paths(),
+        "components": {
+            "schemas": _schemas(),
+            "parameters": _parameters(),
+            "responses": _responses(),
+            "headers": {"NoCache": {"description": "``no-store, no-cache, must-revalidate, max-age=0`` on live "
+                                                   "numbers, streams and errors.",
+                                    "schema": {"type": "string"}}},
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    return jsonify(build_document())
