@@ -69,7 +69,35 @@ def make_server(app, host: str = "127.0.0.1", port: int = 0, threads: int = THRE
                            connection_limit=connection_limit(), channel_timeout=CHANNEL_TIMEOUT,
                            cleanup_interval=CLEANUP_INTERVAL, **extra)
     server.adj.socket_options = options  # applied to every accepted connection
+    server.channel_class = _json_error_channel()  # waitress's own errors (431, a bad Content-Length...) as JSON
     return server
+
+
+def _json_error_channel():
+    """waitress's connection class, answering the errors waitress finds itself before the app runs (a request
+    line or headers too large: 431; a malformed request: 400; an unsupported Transfer-Encoding: 501) in the
+    app's JSON shape, ``{"error": "...", "status": N}``, instead of text/plain."""
+    import json
+
+    from waitress.channel import HTTPChannel
+    from waitress.task import ErrorTask
+
+    class JsonErrorTask(ErrorTask):
+        def execute(self):
+            error = self.request.error
+            detail = str(error.body).strip().splitlines()[0] if str(error.body).strip() else ""
+            body = json.dumps({"error": f"{error.reason}: {detail}" if detail else error.reason,
+                               "status": error.code}).encode()
+            self.status = f"{error.code} {error.reason}"
+            self.response_headers.append(("Content-Type", "application/json"))
+            self.set_close_on_finish()
+            self.content_length = len(body)
+            self.write(body)
+
+    class JsonErrorChannel(HTTPChannel):
+        error_task_class = JsonErrorTask
+
+    return JsonErrorChannel
 
 
 def _url(host: str, port: int, device: str) -> str:

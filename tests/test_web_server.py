@@ -267,3 +267,26 @@ def test_idle_sockets_and_non_reading_viewers_do_not_freeze_the_server(live_serv
             sock.close()
     assert wait_for(lambda: _stats(base)["watching"] == 0, timeout=30)
     assert _stats(base)["source"] == "demo"
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    (b"GET /stats?" + b"x" * 262_200 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 431),  # just over max_header
+    (b"POST /detections HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n", 400),
+    (b"POST /detections HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+], ids=["header-too-large", "bad-content-length", "unsupported-transfer-encoding"])
+def test_errors_waitress_finds_itself_are_json_too(live_server, request_bytes, status):
+    """Before: text/plain from waitress, before the app ever ran."""
+    base, port, app = live_server()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request_bytes)
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert head.split(b"\r\n")[0].split()[1] == str(status).encode(), head
+    assert b"content-type: application/json" in head.lower()
+    payload = json.loads(body)
+    assert payload["status"] == status and payload["error"] and "\n" not in payload["error"]
