@@ -70,6 +70,15 @@ def make_server(app, host: str = "127.0.0.1", port: int = 0, threads: int = THRE
                            cleanup_interval=CLEANUP_INTERVAL, **extra)
     server.adj.socket_options = options  # applied to every accepted connection
     server.channel_class = _json_error_channel()  # waitress's own errors (431, a bad Content-Length...) as JSON
+    pull_trigger = server.pull_trigger
+
+    def pull_trigger_unless_closed():
+        try:
+            pull_trigger()
+        except OSError:  # EBADF: the server closed its trigger while a response thread was still finishing
+            pass
+
+    server.pull_trigger = pull_trigger_unless_closed  # a viewer's thread ending at shutdown left a traceback
     return server
 
 
@@ -219,5 +228,5 @@ def web(host, port, demo_video, camera, db, device_name, model, input_height, se
     except KeyboardInterrupt:
         pass
     finally:
+        manager.close()  # first: the streams end, and so do their viewers' responses
         server.close()
-        manager.close()

@@ -176,10 +176,14 @@ def test_web_command_serves_warns_off_loopback_and_stops_on_sigterm(tmp_path, mo
         assert f"serving on http://127.0.0.1:{port}/?device-name=AUTO" in line
         status, body = get_json(f"http://127.0.0.1:{port}/sources")
         assert status == 200 and body["sources"]["demo"]["label"] == "store-aisle-detection.mp4"
+        viewer = MjpegReader(port, "source=demo&device-name=AUTO", want=10**9)  # still watching at SIGTERM
+        viewer.start()
+        assert wait_for(lambda: len(viewer.sequences) >= 3, timeout=120), viewer.error
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     assert "warning: binding 0.0.0.0" in err and "127.0.0.1" in err
+    assert "Traceback" not in err and "Bad file descriptor" not in err, err  # waitress's EBADF before
     assert proc.returncode in (0, 143)
 
 
