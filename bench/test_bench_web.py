@@ -195,3 +195,41 @@ def test_switching_device_or_source_shows_the_new_stream_within_2s(benchmark, se
     assert starts == [1] * len(times)  # every switch started a new stream
     if measuring:
         assert worst <= 2.0, f"switching took {worst:.2f} s (target <= 2 s with a warm cache)"
+
+
+def test_the_api_answers_under_idle_sockets_and_non_reading_viewers(benchmark, served):
+    """Target (issue 16): /stats, /detections p99 under 100 ms with 200 hostile idle sockets and 50 non-reading
+    viewers open (before: 101 idle sockets froze the server for everyone)."""
+    port, app, measuring = served
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(200)]
+    hostile = []
+    for _ in range(50):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(b"GET /video_feed?source=demo&device-name=CPU HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        hostile.append(sock)
+    times = []
+
+    def ask():
+        for path in ("/stats?source=demo&device-name=CPU", "/detections"):
+            start = time.perf_counter()
+            sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+            sock.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            while sock.recv(65536):
+                pass
+            sock.close()
+            times.append((time.perf_counter() - start) * 1000.0)
+
+    try:
+        time.sleep(1.0)  # the viewers' stream is running and their buffers are filling
+        benchmark.pedantic(ask, rounds=100 if measuring else 5, iterations=1)
+    finally:
+        for sock in idle + hostile:
+            sock.close()
+    p50, p99 = statistics.median(times), sorted(times)[max(0, int(len(times) * 0.99) - 1)]
+    benchmark.extra_info.update({"p50_ms": round(p50, 2), "p99_ms": round(p99, 2), "requests": len(times)})
+    print(f"\nweb: /stats and /detections under 200 idle sockets + 50 non-reading viewers: p50 {p50:.1f} ms, "
+          f"p99 {p99:.1f} ms over {len(times)} requests")
+    if measuring:
+        assert p99 < 100.0, f"p99 {p99:.1f} ms (target < 100 ms)"
