@@ -99,7 +99,11 @@ def _json_error_channel():
                                "status": error.code}).encode()
             self.status = f"{error.code} {error.reason}"
             self.response_headers.append(("Content-Type", "application/json"))
-            self.set_close_on_finish()
+            if hasattr(self, "set_close_on_finish"):  # waitress 3
+                self.set_close_on_finish()
+            else:  # waitress 2: what its own ErrorTask does
+                self.response_headers.append(("Connection", "close"))
+                self.close_on_finish = True
             self.content_length = len(body)
             self.write(body)
 
