@@ -174,26 +174,31 @@ def count_encodes(monkeypatch):
     return lambda broadcaster: EncodeCounter(monkeypatch, broadcaster)
 
 
-#: The web tests' settings: the shared store-aisle clip as the demo, no camera, a small network, no pacing.
-WEB_TEST_CONFIG = {"CAMERA": 99, "INPUT_HEIGHT": 128, "STREAM_GRACE": 0.3, "REALTIME": False, "DEVICE": "CPU"}
+@pytest.fixture()
+def web_config(tmp_path, model_xml, video_path):
+    """``web_config(**overrides)`` -> the web tests' settings: the shared store-aisle clip as the demo, a camera
+    index no machine has, a small network, no pacing, a private events database."""
+
+    def make(**overrides) -> dict:
+        return {"DATABASE": str(tmp_path / "events.sqlite3"), "DEMO_VIDEO": str(video_path("store-aisle")),
+                "MODEL": str(model_xml), "CAMERA": 99, "INPUT_HEIGHT": 128, "STREAM_GRACE": 0.3,
+                "REALTIME": False, "DEVICE": "CPU", **overrides}
+
+    return make
 
 
 @pytest.fixture()
-def live_server(tmp_path, model_xml, video_path):
-    """``live_server(threads=12, backlog_bytes=..., **config)`` -> (base URL, port, app): the web app on a real
-    waitress server on a free loopback port, with :data:`WEB_TEST_CONFIG` and a private events database; all
-    stopped after the test."""
+def live_server(web_config):
+    """``live_server(threads=12, backlog_bytes=..., **config)`` -> (base URL, port, app): the web app
+    (:func:`web_config` settings) on a real waitress server on a free loopback port; all stopped after the test."""
     from support import running_server
 
     from pose_fast.webapp import create_app
 
     with contextlib.ExitStack() as stack:
         def start(threads: int = 12, **config):
-            settings = {"DATABASE": str(tmp_path / "events.sqlite3"), "DEMO_VIDEO": str(video_path("store-aisle")),
-                        "MODEL": str(model_xml), **WEB_TEST_CONFIG}
             options = {key: config.pop(key) for key in ("backlog_bytes",) if key in config}
-            settings.update(config)
-            app = create_app(settings)
+            app = create_app(web_config(**config))
             base, port = stack.enter_context(running_server(app, threads=threads, **options))
             return base, port, app
 

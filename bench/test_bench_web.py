@@ -18,12 +18,11 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
+from support import running_server
 
-from pose_fast.cli.web import make_server
 from pose_fast.webapp import create_app
 
 DRAIN = r"""
@@ -49,18 +48,12 @@ def full_size(request) -> bool:
 
 
 @pytest.fixture()
-def served(request, tmp_path, model_xml, bench_video):
+def served(request, web_config, bench_video):
     measuring = full_size(request)
-    app = create_app({"DATABASE": str(tmp_path / "events.sqlite3"), "DEMO_VIDEO": str(bench_video),
-                      "CAMERA": None, "MODEL": str(model_xml), "INPUT_HEIGHT": 256 if measuring else 128,
-                      "STREAM_GRACE": 1.0, "REALTIME": False, "DEVICE": "CPU"})
-    server = make_server(app, "127.0.0.1", 0, threads=24)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield int(server.effective_port), app, measuring
-    server.close()
-    thread.join(5)
-    app.extensions["pose_fast_streams"].close()
+    app = create_app(web_config(DEMO_VIDEO=str(bench_video), CAMERA=None, INPUT_HEIGHT=256 if measuring else 128,
+                                STREAM_GRACE=1.0))
+    with running_server(app, threads=24) as (_, port):
+        yield port, app, measuring
 
 
 def _viewers(port, query, n, seconds):

@@ -17,15 +17,11 @@ NO_CAMERA = 99  # an index no machine has: the camera path is the "no camera" on
 
 
 @pytest.fixture()
-def make_app(tmp_path, model_xml, video_path):
+def make_app(web_config):
     apps = []
 
     def make(**config):
-        settings = {"DATABASE": str(tmp_path / "events.sqlite3"), "DEMO_VIDEO": str(video_path("store-aisle")),
-                    "CAMERA": NO_CAMERA, "MODEL": str(model_xml), "INPUT_HEIGHT": 128, "STREAM_GRACE": 0.2,
-                    "REALTIME": False, "DEVICE": "CPU"}
-        settings.update(config)
-        app = create_app(settings)
+        app = create_app(web_config(**{"STREAM_GRACE": 0.2, "CAMERA": NO_CAMERA, **config}))
         app.config["TESTING"] = True
         apps.append(app)
         return app
