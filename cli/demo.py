@@ -4,12 +4,14 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from typing import Optional
 
 import click
 
 from pose_fast.engines.contract import MODES
 from pose_fast.errors import PoseFastError, first_line
 from pose_fast.people import MIN_KEYPOINTS, MIN_POSE_SCORE, PersonFilter
+from pose_fast.supervisor import DEFAULT_STALL_TIMEOUT
 
 from .errors import UserError
 
@@ -84,14 +86,20 @@ def _has_display() -> bool:
               help="Play a video file at its own frame rate, like a camera (newest frame wins). Default: on in a "
                    "window, off headless (every frame, as fast as the device goes).")
 @click.option("--keep-fragments", is_flag=True, help="Also write the fragments to --json (as \"fragments\").")
+@click.option("--reconnect/--no-reconnect", default=True, show_default=True,
+              help="On a camera or live stream: when it stalls or ends, reopen it (backoff 0.5 s doubling to 30 s), "
+                   "forever; the run ends only on Ctrl-C, SIGTERM or --limit. Files are never reopened.")
+@click.option("--stall-timeout", default=DEFAULT_STALL_TIMEOUT, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="Seconds without a frame that count as a lost stream.")
 def demo(device_name, video_url, precision, model, input_height, mode, output, json_path, no_show, loop, limit,
-         db, no_db, server, min_pose_score, requests, realtime, keep_fragments):
+         db, no_db, server, min_pose_score, requests, realtime, keep_fragments, reconnect, stall_timeout):
     """Show poses over a camera, a video file or a stream.
 
     In the window, q or Esc quits and space pauses. At the end a summary gives frames, mean FPS and per-stage
     latency (p50/p99).
     """
     from pose_fast.frames import SourceError, open_source
+    from pose_fast.supervisor import SupervisedSource
 
     if db and no_db:
         raise UserError("--db and --no-db contradict each other: give one")
@@ -102,9 +110,12 @@ def demo(device_name, video_url, precision, model, input_height, mode, output, j
     if realtime is None:
         realtime = not no_show
     try:
-        source = open_source(video_url, realtime=realtime)
+        source = open_source(video_url, realtime=realtime, read_timeout_ms=int(stall_timeout * 1000))
     except SourceError as exc:
         raise UserError(str(exc)) from None
+    if source.live and source.kind != "file" and reconnect:
+        source = SupervisedSource(video_url, name=f"{'camera' if source.kind == 'camera' else 'stream'} {video_url}",
+                                  stall_timeout=stall_timeout, first=source)
     with source:
         if mode is None:
             mode = "latency" if source.live else "throughput"
@@ -146,6 +157,8 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
                     stack.callback(_close_store, store, failures)
                     recorder = EventRecorder(store, source=source.spec, device=engine.device)
                     tracker = Tracker(on_event=recorder.record)
+                else:
+                    recorder = None
                 total = None  # frames the progress bar counts to: none for cameras, streams, endless loops
                 if not source.live:
                     count = None if loop else source.frame_count  # None: a file whose container does not say
@@ -155,7 +168,7 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
                                                                 show_pos=True, show_eta=True))
                     sinks.append(_Progress(bar))
                 pipe = Pipeline(source, engine, tracker=tracker, sinks=sinks, mode=mode, limit=limit, loop=loop,
-                                person_filter=person_filter)
+                                person_filter=person_filter, events=recorder)
                 engine_text = engine.describe()
                 pipe.run()
             except expected as exc:
@@ -172,10 +185,27 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
         click.echo(f"events: {store.written} stored in {store.path} (--db chooses the file, --no-db records none)")
     if failures:
         raise UserError(first_line(failures[0])) from None
+    lost = _ended_too_soon(source, pipe)
+    if lost and interrupted is None:
+        click.secho(f"warning: {lost}", fg="yellow", err=True)
+        raise SystemExit(1)
     if isinstance(interrupted, SystemExit):
         raise interrupted
     if isinstance(interrupted, KeyboardInterrupt):
         raise SystemExit(130)  # what shells expect after Ctrl-C (128 + SIGINT), after the summary
+
+
+def _ended_too_soon(source, pipe) -> Optional[str]:
+    """Why a run that reached its source's end ended before it should have, or None."""
+    if pipe is None or pipe.stop_reason != "end":
+        return None
+    if getattr(source, "ended_early", False):
+        return (f"{source.spec} ended at frame {source.frames_read} of {source.frame_count}: the file is truncated "
+                f"or damaged, or its stream broke off")
+    if source.live and source.kind != "file":
+        return (f"{source.spec} stopped giving frames after {source.frames_read} (--no-reconnect: not reopened; "
+                f"without it the stream is reopened until it is back)")
+    return None
 
 
 def _close_store(store, failures: list) -> None:

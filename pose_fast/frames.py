@@ -28,6 +28,8 @@ from urllib.parse import urlparse
 # FFmpeg prints its own errors ("moov atom not found", "Connection refused") to stderr; the one-line SourceError
 # says it better. Read once by OpenCV when its FFmpeg backend starts, so it is set before any capture opens.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+# OpenCV's own "[ WARN:0@12.3] ... cap_ffmpeg_impl.hpp" lines when a stream breaks: the watchdog's log says it better.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -39,6 +41,8 @@ __all__ = ["SourceError", "FrameSource", "FrameRing", "FrameSlot", "open_source"
 
 #: URL schemes handed to OpenCV's FFmpeg backend.
 STREAM_SCHEMES = ("http", "https", "rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt", "mms", "hls")
+#: Schemes that are live whatever the server says of their length (an RTSP server replaying a file reports one).
+LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt")
 DEFAULT_OPEN_TIMEOUT_MS = 5000
 DEFAULT_READ_TIMEOUT_MS = 5000
 
@@ -54,6 +58,8 @@ def parse_spec(spec) -> Tuple[str, object]:
         raise SourceError("empty video source: use a camera index (0), a video file or a URL")
     if text.isdigit():
         return "camera", _camera_index(int(text))
+    if text.startswith("/dev/"):  # a local capture device (V4L2): a camera by path
+        return "camera", text
     if "://" in text:
         scheme = text.split("://", 1)[0].lower()
         if scheme == "file":
@@ -124,6 +130,7 @@ class FrameSource:
         self.reallocations = 0
         self.frames_read = 0
         self.restarts = 0
+        self.ended_early = False  # the last read found the end well before the frame count: truncated, damaged
         self._lock = threading.Lock()
         self._cap = None
         self._pending = None
@@ -133,6 +140,8 @@ class FrameSource:
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and np.isfinite(fps) and 0 < fps < 1000 else None
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if self.kind != "camera" else 0
+        if self.kind == "url" and self.spec.split("://", 1)[0].lower() in LIVE_SCHEMES:
+            count = 0
         self.frame_count = count if count > 0 else None
         self.realtime = bool(realtime) and self.kind != "camera"
         self._regular_file = self.kind == "file" and self._target.is_file()
@@ -228,6 +237,9 @@ class FrameSource:
         except cv2.error:  # a layout OpenCV cannot wrap (e.g. Fortran order): decode, then copy
             ok, frame = self._cap.read()
         if not ok or frame is None:
+            count = self.frame_count
+            if count and not self.live:  # containers round their count a little: allow 1 % (at least 3 frames)
+                self.ended_early = self.frames_read + max(3, count // 100) < count
             return None
         if frame is not into or frame.ctypes.data != pointer:
             self._store(frame, into)
@@ -257,6 +269,7 @@ class FrameSource:
         if not self.seekable or self._cap is None:
             return False
         self.restarts += 1
+        self.ended_early = False
         # a container without a frame count (a raw MJPEG stream) says the seek worked and then reads nothing: reopen
         if (self.frame_count is not None and self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
                 and self._cap.get(cv2.CAP_PROP_POS_FRAMES) == 0):
@@ -310,7 +323,7 @@ def open_source(spec="0", **kwargs) -> FrameSource:
 class FrameSlot:
     """One preallocated frame buffer of a :class:`FrameRing` and what the pipeline knows about its frame."""
 
-    __slots__ = ("array", "slot_id", "refs", "frame_index", "timestamp", "captured_at", "capture_ms")
+    __slots__ = ("array", "slot_id", "refs", "frame_index", "timestamp", "captured_at", "capture_ms", "epoch")
 
     def __init__(self, array: np.ndarray, slot_id: int):
         self.array = array
@@ -320,6 +333,7 @@ class FrameSlot:
         self.timestamp = 0.0
         self.captured_at = 0.0
         self.capture_ms = 0.0
+        self.epoch = 0  # the source's losses before this frame (pose_fast.supervisor)
 
     def __repr__(self) -> str:
         return f"FrameSlot({self.slot_id}, frame={self.frame_index}, refs={self.refs})"

@@ -131,12 +131,17 @@ class Pipeline:
     person_filter : PersonFilter, optional
         Which decoded poses are people (counted, tracked, passed on as ``poses``); the others are drawn faintly
         and passed on as ``fragments``. Default ``PersonFilter()``.
+    events : pose_fast.events.EventRecorder, optional
+        The recorder the tracker's ``on_event`` feeds: it becomes the last sink (each event gets its frame, drawn,
+        as a snapshot), and the exits the pipeline forces get their reason: ``stream lost`` when a
+        :class:`~pose_fast.supervisor.SupervisedSource` loses its stream (the tracks end then, and new people get
+        new ids after the reconnect), ``run ended`` at the end.
     """
 
     def __init__(self, source: FrameSource, engine: InferenceEngine, decoder=None, tracker=None, sinks: Sequence = (),
                  mode: str = "throughput", renderer: Optional[Renderer] = None, limit: Optional[int] = None,
                  loop: bool = False, ring_size: Optional[int] = None,
-                 person_filter: Optional[PersonFilter] = None):
+                 person_filter: Optional[PersonFilter] = None, events=None):
         if mode not in MODES:
             raise PipelineError(f"unknown mode {mode!r}: use latency or throughput")
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -145,6 +150,10 @@ class Pipeline:
         self.engine = engine
         self.tracker = tracker
         self.sinks = list(sinks)
+        self.events = events
+        if events is not None:
+            self.sinks.append(events.attach())
+        self._epoch = getattr(source, "epoch", 0)  # a SupervisedSource's losses so far
         self.mode = mode
         self.renderer = Renderer() if renderer is None else renderer
         self.person_filter = PersonFilter() if person_filter is None else person_filter
@@ -197,6 +206,9 @@ class Pipeline:
         if self.stop_reason is None:
             self.stop_reason = "stopped"
         self._stop.set()
+        interrupt = getattr(self.source, "interrupt", None)  # a SupervisedSource waiting to reconnect
+        if interrupt is not None:
+            interrupt()
         with self._latest_cond:
             self._latest_cond.notify_all()
         with self._results_cond:
@@ -324,7 +336,12 @@ class Pipeline:
         finally:  # even when Ctrl-C or SIGTERM interrupts the joins: everyone still in view exits
             if self.tracker is not None and self.frames:
                 try:
-                    self.tracker.close(self.last_index, self.last_timestamp)
+                    self._close_tracks("run ended", self.last_timestamp)
+                except BaseException as exc:  # noqa: BLE001
+                    self._fail(exc)
+            if self.events is not None:
+                try:
+                    self.events.flush()
                 except BaseException as exc:  # noqa: BLE001
                     self._fail(exc)
             self._finished_at = time.perf_counter()
@@ -350,6 +367,7 @@ class Pipeline:
             if frame is not None:
                 slot.frame_index = self._frame_index
                 self._frame_index += 1
+                slot.epoch = getattr(self.source, "epoch", 0)
                 slot.timestamp = time.time()
                 slot.captured_at = done
                 slot.capture_ms = (done - start) * 1000.0
@@ -494,7 +512,12 @@ class Pipeline:
                         return
                     if self._error is not None:
                         return
+                    if seq >= self._submitted and getattr(self.source, "epoch", 0) != self._epoch:
+                        break  # the stream was lost and every frame before is delivered: end the tracks now
                     self._results_cond.wait(_POLL)
+                if seq not in self._results:
+                    self._stream_lost()
+                    continue
                 # count it first: were Ctrl-C or SIGTERM to land between the two, the next _deliver() (frames in
                 # flight) would otherwise wait forever for a frame already taken
                 self.frames_delivered_seq = seq + 1
@@ -511,9 +534,24 @@ class Pipeline:
             finally:
                 self.ring.release(slot)
 
+    def _stream_lost(self) -> None:
+        """The source lost its stream (and may be back): the people in view exit at the loss."""
+        self._epoch = getattr(self.source, "epoch", 0)
+        if self.tracker is not None and self.frames:
+            self._close_tracks("stream lost", getattr(self.source, "lost_at", None) or time.time())
+
+    def _close_tracks(self, reason: str, timestamp: float) -> None:
+        if self.events is None:
+            self.tracker.close(self.last_index, timestamp)
+            return
+        with self.events.ending(reason):
+            self.tracker.close(self.last_index, timestamp)
+
     def _deliver_one(self, seq: int, slot: FrameSlot, poses: Optional[Poses], infer_ms: float,
                      decode_ms: float) -> None:
-        status = self.engine.status_message or None
+        if slot.epoch > self._epoch:  # the first frame after a reconnection
+            self._stream_lost()
+        status = self.engine.status_message or getattr(self.source, "status_message", None) or None
         if poses is None:  # dropped by the engine: shown without people; the tracker skips it (no false exits)
             self.engine_dropped += 1
             poses = fragments = Poses.empty()

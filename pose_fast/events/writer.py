@@ -425,11 +425,13 @@ class EventRecorder:
         return self
 
     def write(self, result) -> None:
-        """Pipeline sink (after the overlay): store this frame's events with a copy of the drawn frame."""
+        """Pipeline sink (after the overlay): store the events decided on this frame with a copy of it, drawn
+        (an enter is stamped with the frame the person was first seen; its snapshot is the frame that made them a
+        person)."""
         if self._pending:
-            pending, self._pending = self._pending, []
+            pending, self._pending = self._pending, []  # decided while tracking this very frame
             for event in pending:
-                self._add(event, result.frame.copy() if event[2] == result.index else None)
+                self._add(event, result.frame.copy())
 
     def flush(self) -> None:
         """Store the events still waiting for a frame, without a snapshot."""
