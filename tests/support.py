@@ -8,7 +8,8 @@ import contextlib
 import threading
 import time
 
-__all__ = ["wait_for", "running_server", "make_v1_database", "free_port", "RtspServer", "rtsp_unavailable"]
+__all__ = ["wait_for", "running_server", "make_v1_database", "free_port", "RtspServer", "rtsp_unavailable",
+           "VideoHttpServer"]
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with the GObject bindings (python3-gi) gst-rtsp-server needs
 
@@ -99,6 +100,105 @@ class RtspServer:
         self.proc = None
 
     def __enter__(self) -> RtspServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class VideoHttpServer:
+    """A real HTTP server on a free 127.0.0.1 port serving one shared video in the ways streams break.
+
+    ``/live.mjpg``: the video's frames as an MJPEG stream (``multipart/x-mixed-replace``, what IP cameras serve) at
+    ``fps``, continuing where the last connection stopped (a camera does not rewind); after ``stall_after`` frames
+    in all it stops sending for ``stall_s`` seconds, once, keeping the connection open; after ``drop_after`` frames
+    it closes the connection, once. ``/cut``: the file with its full ``Content-Length`` whose connection drops after
+    half of its bytes. ``connections`` counts the requests for ``/live.mjpg``.
+    """
+
+    def __init__(self, video, fps: float = 10.0, stall_after: int = 0, stall_s: float = 30.0,
+                 drop_after: int = 0):
+        import cv2
+
+        cap = cv2.VideoCapture(str(video))
+        self.jpegs = []
+        while len(self.jpegs) < 400:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            self.jpegs.append(cv2.imencode(".jpg", frame)[1].tobytes())
+        cap.release()
+        self.video = video
+        self.fps, self.stall_after, self.stall_s, self.drop_after = fps, stall_after, stall_s, drop_after
+        self.sent = 0
+        self.connections = 0
+        self.stalled = self.dropped = False
+        self._stop = threading.Event()
+        self.httpd = None
+
+    def start(self) -> VideoHttpServer:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                try:
+                    if self.path == "/live.mjpg":
+                        owner._live(self)
+                    elif self.path == "/cut":
+                        owner._cut(self)
+                    else:
+                        self.send_error(404)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, name="video-http", daemon=True).start()
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        return self
+
+    def _live(self, handler) -> None:
+        self.connections += 1
+        handler.send_response(200)
+        handler.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        handler.end_headers()
+        while not self._stop.is_set():
+            if self.stall_after and self.sent >= self.stall_after and not self.stalled:
+                self.stalled = True
+                self._stop.wait(self.stall_s)
+            if self.drop_after and self.sent >= self.drop_after and not self.dropped:
+                self.dropped = True
+                return  # the handler closes the connection
+            jpeg = self.jpegs[self.sent % len(self.jpegs)]
+            handler.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+            handler.wfile.flush()
+            self.sent += 1
+            self._stop.wait(1.0 / self.fps)
+
+    def _cut(self, handler) -> None:
+        from pathlib import Path
+
+        data = Path(self.video).read_bytes()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "video/mp4")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data[: len(data) // 2])
+        handler.close_connection = True
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+
+    def __enter__(self) -> VideoHttpServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
