@@ -154,8 +154,19 @@ def _check_model(model, device: str) -> None:
 @click.option("--demo-video", default=None,
               help="Video behind the page's demo toggle, looped (env POSE_FAST_DEMO_VIDEO; default the shared "
                    "one-by-one-person-detection.mp4 beside the project, if any); 'none' disables it.")
-@click.option("--camera", default=None,
-              help="Camera index behind the camera toggle (default 0, env POSE_FAST_CAMERA); 'none' disables it.")
+@click.option("--camera", "cameras", multiple=True, metavar="NAME=SPEC",
+              help="A camera, always on (recording whether or not anyone watches): SPEC is a camera index, a device "
+                   "path or an rtsp:// or http(s):// URL; repeat it for more cameras. A bare SPEC is named camera; "
+                   "'none' disables cameras. Default: camera=0 (env POSE_FAST_CAMERAS, comma-separated, or the "
+                   "--config file's [[cameras]]).")
+@click.option("--config", "config_file", default=None, envvar="POSE_FAST_CONFIG", metavar="FILE",
+              type=click.Path(dir_okay=False),
+              help="A TOML file with [[cameras]] (name, url or device, input_height); see the README.")
+@click.option("--stall-timeout", default=None, type=click.FloatRange(0.1, 3600),
+              help="Seconds without a frame before a camera is reopened (default 10, env POSE_FAST_STALL_TIMEOUT).")
+@click.option("--snapshot-keep", default=None, type=click.IntRange(min=0),
+              help="Event snapshots (JPEGs beside the database) to keep, the oldest removed first (default 10000, "
+                   "at most 1 GiB; 0 stores none; env POSE_FAST_SNAPSHOT_KEEP).")
 @click.option("--db", default=None, type=click.Path(dir_okay=False),
               help="Events database (env POSE_FAST_DB; default the per-user data folder).")
 @click.option("--device-name", "-d", default=None,
@@ -174,21 +185,37 @@ def _check_model(model, device: str) -> None:
                    "fragments below it are drawn faintly, not counted or recorded.")
 @click.option("--threads", default=THREADS, show_default=True, type=click.IntRange(10, 1000),
               help="Server threads; each watching browser holds one (at most threads - 8 viewers).")
-def web(host, port, demo_video, camera, db, device_name, model, input_height, server, allowed_hosts, min_pose_score,
-        threads):
-    """Serve the live pose view, the camera/demo toggle and /detections.
+def web(host, port, demo_video, cameras, config_file, stall_timeout, snapshot_keep, db, device_name, model,
+        input_height, server, allowed_hosts, min_pose_score, threads):
+    """Serve the live pose view of the cameras and the demo video, record their events, and serve /detections,
+    /healthz and /readyz.
 
-    Open the printed URL in a browser. ?device-name=CPU|GPU|MYRIAD|AUTO picks the inference device; the page
+    Every camera runs from start-up, whether or not anyone watches; one that stalls or drops is reopened (backoff
+    up to 30 s) forever. Open the printed URL in a browser. ?device-name=CPU|GPU|MYRIAD|AUTO picks the inference device; the page
     offers the devices this machine has. Ctrl-C stops the server and commits the recorded events.
     """
     from pose_fast.events import exit_on_sigterm
     from pose_fast.webapp import NONE_VALUES, ConfigError, create_app
 
 
-    config = {}
+    from pose_fast.cameras import CameraConfigError, cameras_from_config, load_config_file, parse_cameras
+
+    config = {"START_CAMERAS": False}  # started below, once the checks pass
+    try:
+        if cameras:
+            config["CAMERAS"] = parse_cameras(cameras)
+        if config_file:
+            data = load_config_file(config_file)
+            from_file = cameras_from_config(data, config_file)
+            if "CAMERAS" not in config and not (os.environ.get("POSE_FAST_CAMERAS")
+                                                or os.environ.get("POSE_FAST_CAMERA")):
+                config["CAMERAS"] = from_file  # the command line, then the environment, win over the file
+    except CameraConfigError as exc:
+        raise UserError(str(exc)) from None
     if not os.environ.get("POSE_FAST_MAX_VIEWERS"):
         config["MAX_VIEWERS"] = threads - 8  # the other threads serve the page, /stats and /detections
-    for key, value in (("HOST", host), ("PORT", port), ("DEMO_VIDEO", demo_video), ("CAMERA", camera),
+    for key, value in (("HOST", host), ("PORT", port), ("DEMO_VIDEO", demo_video), ("STALL_TIMEOUT", stall_timeout),
+                       ("SNAPSHOT_KEEP", snapshot_keep),
                        ("DATABASE", db), ("DEVICE", device_name), ("MODEL", model),
                        ("INPUT_HEIGHT", input_height), ("SERVER", server), ("MIN_POSE_SCORE", min_pose_score),
                        ("ALLOWED_HOSTS", allowed_hosts or None)):
@@ -222,7 +249,8 @@ def web(host, port, demo_video, camera, db, device_name, model, input_height, se
     except OSError as exc:
         raise UserError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): choose another --port or "
                         f"stop the program using it") from None
-    sources = ", ".join(f"{name} ({info['label']})" for name, info in manager.describe_sources(probe=False).items())
+    manager.start_cameras()
+    sources = ", ".join(f"{name} ({info['label']})" for name, info in manager.describe_sources().items())
     click.echo(f"sources: {sources or 'none'}; devices: {', '.join(devices)}; events: {app.config['DATABASE']}")
     click.echo(f"serving on {_url(host, server.effective_port, names[app.config['DEVICE'].upper()])}  "
                f"(Ctrl-C stops)")

@@ -21,7 +21,7 @@ def make_app(web_config):
     apps = []
 
     def make(**config):
-        app = create_app(web_config(**{"STREAM_GRACE": 0.2, "CAMERA": NO_CAMERA, **config}))
+        app = create_app(web_config(**{"STREAM_GRACE": 0.2, **config}))
         app.config["TESTING"] = True
         apps.append(app)
         return app
@@ -60,13 +60,31 @@ def test_config_from_environment_and_arguments(tmp_path):
     assert settings["PORT"] == 6001 and settings["CAMERA"] == 2 and settings["DEVICE"] == "CPU"
     assert settings["DATABASE"] == str(tmp_path / "e.db") and settings["DEMO_VIDEO"] is None
     assert settings["INPUT_HEIGHT"] == 128 and settings["HOST"] == "127.0.0.1"
+    assert [(c.name, c.spec) for c in settings["CAMERAS"]] == [("camera", "2")]  # round 1's setting, named camera
     settings = load_config({"PORT": 7000, "CAMERA": None}, env)  # arguments win over the environment
-    assert settings["PORT"] == 7000 and settings["CAMERA"] is None
+    assert settings["PORT"] == 7000 and settings["CAMERA"] is None and settings["CAMERAS"] == []
+
+
+def test_named_cameras_from_the_environment_and_arguments():
+    from pose_fast.cameras import CameraConfig
+
+    env = {"POSE_FAST_CAMERAS": "door=rtsp://u:p@10.0.0.2/stream?x=1, desk=/dev/video0 ,2", "POSE_FAST_CAMERA": "5"}
+    cameras = load_config(None, env)["CAMERAS"]
+    assert cameras == [CameraConfig("door", "rtsp://u:p@10.0.0.2/stream?x=1"), CameraConfig("desk", "/dev/video0"),
+                       CameraConfig("camera", "2")]
+    assert load_config({"CAMERAS": ["0"]}, env)["CAMERAS"] == [CameraConfig("camera", "0")]
+    assert load_config({"CAMERAS": "none"}, env)["CAMERAS"] == []
+    assert load_config({"CAMERA": 1}, env)["CAMERAS"] == [CameraConfig("camera", "1")]  # given here: wins
+    assert load_config({"DEFAULT_SOURCE": "desk"}, env)["DEFAULT_SOURCE"] == "desk"
 
 
 @pytest.mark.parametrize("config, word", [({"PORT": "http"}, "PORT"), ({"INPUT_HEIGHT": 100}, "multiple of 8"),
                                           ({"CAMERA": "front"}, "CAMERA"), ({"DEFAULT_SOURCE": "/dev/video0"},
-                                                                            "camera or demo")])
+                                                                            "one of the cameras or demo"),
+                                          ({"CAMERAS": "a=0,a=1"}, "two cameras are named 'a'"),
+                                          ({"CAMERAS": "demo=0"}, "the demo video's name"),
+                                          ({"CAMERAS": "door=ftp://x/y"}, "unsupported URL scheme 'ftp'"),
+                                          ({"CAMERAS": "0,none"}, "give it alone")])
 def test_bad_config_is_one_line(config, word):
     with pytest.raises(ConfigError, match=word) as info:
         load_config(config, {})
@@ -91,52 +109,66 @@ def test_camera_can_be_switched_off(make_app):
 
 
 # -- what the server offers ------------------------------------------------------------------------------------------
-def test_sources_report_the_missing_camera_and_the_demo(make_app):
-    client = make_app().test_client()
+def test_sources_report_a_camera_that_does_not_open_and_the_demo(make_app):
+    client = make_app(CAMERA=NO_CAMERA).test_client()
+    assert wait_for(lambda: client.get("/sources").get_json()["sources"]["camera"]["error"])
     body = client.get("/sources").get_json()
-    assert body["sources"]["camera"]["available"] is False
-    assert "no camera" in body["sources"]["camera"]["error"]
-    assert body["sources"]["demo"] == {"available": True, "label": "store-aisle-detection.mp4", "error": None}
+    camera = body["sources"]["camera"]
+    assert camera["available"] is False and camera["kind"] == "camera" and camera["state"] == "reconnecting"
+    assert "no camera 99" in camera["error"]
+    assert body["sources"]["demo"] == {"kind": "demo", "available": True, "label": "store-aisle-detection.mp4",
+                                       "error": None, "state": None}
     assert body["devices"][0] == "AUTO" and "CPU" in body["devices"]
 
 
 def test_page_offers_only_this_machines_devices_and_the_configured_sources(make_app):
     from pose_fast._ov import Core, available_devices
 
-    client = make_app().test_client()
+    client = make_app(CAMERAS=["door=99", "desk=98"]).test_client()
     html = client.get("/?device-name=CPU").get_data(as_text=True)
     offered = [part.split('"')[0] for part in html.split('<option value="')[1:]]
     assert offered == ["AUTO"] + [d for d in available_devices(Core()) if d != "AUTO"]
-    assert 'data-source="demo"' in html and 'data-source="camera"' in html
+    assert [part.split('"')[0] for part in html.split('data-source="')[1:]] == ["door", "desk", "demo"]
     assert "<option value=\"CPU\" selected>" in html
 
-    no_demo = make_app(DEMO_VIDEO=None).test_client().get("/").get_data(as_text=True)
+    no_demo = make_app(DEMO_VIDEO=None, CAMERA=NO_CAMERA).test_client().get("/").get_data(as_text=True)
     assert 'data-source="demo"' not in no_demo and 'data-source="camera"' in no_demo
     assert make_app().test_client().get("/static/app.js").status_code == 200
+
+
+@pytest.mark.parametrize("query", ["device-name=NOSUCH", "source=/etc/passwd&device-name=CPU"])
+def test_the_page_says_what_it_does_not_know_instead_of_falling_back_in_silence(make_app, query):
+    response = make_app().test_client().get(f"/?{query}")
+    assert response.status_code == 400 and response.mimetype == "text/html"
+    html = response.get_data(as_text=True)
+    word = "NOSUCH" if "NOSUCH" in query else "/etc/passwd"
+    assert f"unknown {'device-name' if word == 'NOSUCH' else 'source'} &#39;{word}&#39;" in html
+    assert 'id="problem"' in html
 
 
 # -- bad input -------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("route", ["/video_feed", "/snapshot.jpg", "/stats"])
 @pytest.mark.parametrize("query, valid", [
-    ("source=webcam", ["camera", "demo"]),
-    ("source=/etc/passwd", ["camera", "demo"]),
-    ("source=http://example.com/video.mp4", ["camera", "demo"]),
+    ("source=webcam", ["door", "demo"]),
+    ("source=/etc/passwd", ["door", "demo"]),
+    ("source=http://example.com/video.mp4", ["door", "demo"]),
     ("source=demo&device-name=TPU", "devices"),
     ("source=demo&device-name=", "devices"),
 ])
 def test_unknown_source_or_device_is_400_listing_valid_values(make_app, route, query, valid):
-    app = make_app()
+    app = make_app(CAMERAS=["door=99"], START_CAMERAS=False)
     response = app.test_client().get(f"{route}?{query}")
     assert response.status_code == 400
     body = response.get_json()
     expected = app.extensions["pose_fast_streams"].devices() if valid == "devices" else valid
     assert body["valid"] == expected and body["status"] == 400
     assert all(v in body["error"] for v in expected)
-    assert app.extensions["pose_fast_streams"].started == 0  # nothing was opened
+    manager = app.extensions["pose_fast_streams"]
+    assert manager.started == 0 and manager.cameras_started == 0  # nothing was opened
 
 
 def test_demo_is_unknown_when_no_demo_video_is_configured(make_app):
-    response = make_app(DEMO_VIDEO=None).test_client().get("/video_feed?source=demo")
+    response = make_app(DEMO_VIDEO=None, CAMERA=NO_CAMERA).test_client().get("/video_feed?source=demo")
     assert response.status_code == 400
     assert response.get_json()["valid"] == ["camera"]
 
@@ -147,15 +179,18 @@ def test_device_names_are_case_insensitive(make_app):
 
 
 # -- failures are messages, not hangs ------------------------------------------------------------------------------
-def test_no_camera_is_a_503_with_a_message_and_stats_say_why(make_app):
-    client = make_app().test_client()
+def test_a_camera_that_does_not_open_is_a_503_with_a_message_and_stats_say_why(make_app):
+    """Camera 99 is always on: it is retried in the background, and a viewer gets why it is not running."""
+    client = make_app(CAMERA=NO_CAMERA).test_client()
     response = client.get("/video_feed?source=camera&device-name=CPU")
     assert response.status_code == 503
     error = response.get_json()["error"]
-    assert "no camera" in error and "demo" in error and "\n" not in error
+    assert "camera camera is not running now (no camera 99" in error and "retried" in error and "\n" not in error
     stats = client.get("/stats?source=camera&device-name=CPU").get_json()
-    assert stats["state"] == "failed" and stats["error"] == error and stats["viewers"] == 0
+    assert stats["state"] == "reconnecting" and "no camera 99" in stats["error"] and stats["viewers"] == 0
+    assert stats["always_on"] is True
     assert client.get("/snapshot.jpg?source=camera&device-name=CPU").status_code == 503
+
 
 
 def test_a_device_that_cannot_load_the_model_is_a_visible_error(make_app, tmp_path):
@@ -311,20 +346,6 @@ def test_a_new_stream_waits_until_the_stopping_one_has_closed_its_source(make_ap
     assert again.stream.wait_ready(120) and again.stream.state == "running"
     assert old.released.is_set() and held["most"] == 1
     again.close()
-
-
-def test_a_stopping_camera_stream_counts_as_available_without_opening_it_again(make_app, slow_release):
-    manager = make_app(STREAM_GRACE=0).extensions["pose_fast_streams"]
-    held = slow_release(manager)
-    sub = manager.subscribe("camera", "CPU")
-    stream = sub.stream
-    sub.close()
-    assert wait_for(lambda: stream.state == "stopped") and not stream.released.is_set()
-    assert manager.camera_available(max_age=0) == (True, None)
-    assert held["opened"] == 1  # the probe did not open the camera a second time
-    held["gate"].set()
-    assert wait_for(stream.released.is_set)
-    manager.close()
 
 
 def test_snapshot_is_the_latest_frame(make_app):

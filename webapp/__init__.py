@@ -13,14 +13,23 @@ config key         environment                  meaning (default)
 ``DEMO_VIDEO``     ``POSE_FAST_DEMO_VIDEO``     the video behind ``source=demo``, looped (``../shared/videos/
                                                 one-by-one-person-detection.mp4`` when it exists, else none);
                                                 ``none`` disables it
-``CAMERA``         ``POSE_FAST_CAMERA``         camera index behind ``source=camera`` (``0``); ``none`` disables it
+``CAMERAS``        ``POSE_FAST_CAMERAS``        the named cameras, always on (``NAME=SPEC`` values, comma-separated in
+                                                the variable, or :class:`pose_fast.cameras.CameraConfig` objects;
+                                                see :mod:`pose_fast.cameras`); when unset, ``CAMERA``
+``CAMERA``         ``POSE_FAST_CAMERA``         round 1's setting: a camera index, named ``camera`` (``0``); ``none``
+                                                disables it
+``STALL_TIMEOUT``  ``POSE_FAST_STALL_TIMEOUT``  seconds without a frame before a camera is reopened (``10``)
+``SNAPSHOT_KEEP``  ``POSE_FAST_SNAPSHOT_KEEP``  event snapshots kept beside the database (``10000``, and at most
+                                                1 GiB); ``0`` stores none
+``START_CAMERAS``                               start the cameras in ``create_app`` (``True``; ``pose-fast web``
+                                                starts them itself once its checks pass)
 ``DEVICE``         ``POSE_FAST_DEVICE``         device when the URL names none (``AUTO``)
 ``MODEL``          ``POSE_FAST_MODEL``          model ``.xml`` (found via ``POSE_FAST_MODEL_DIR`` or the cache)
 ``INPUT_HEIGHT``   ``POSE_FAST_INPUT_HEIGHT``   network input height, a multiple of 8 (``256``)
 ``STREAM_GRACE``   ``POSE_FAST_STREAM_GRACE``   seconds a stream runs on after its last viewer leaves (``2``)
 ``REALTIME``       ``POSE_FAST_REALTIME``       play the demo video at its own frame rate (``1``)
 ``JPEG_QUALITY``   ``POSE_FAST_JPEG_QUALITY``   MJPEG quality 1-100 (``80``)
-``DEFAULT_SOURCE`` ``POSE_FAST_SOURCE``         source when the URL names none (the camera if configured)
+``DEFAULT_SOURCE`` ``POSE_FAST_SOURCE``         source when the URL names none (the first camera, else the demo)
 ``SERVER``         ``POSE_FAST_SERVER``         remote engine ``grpc://host:port[/model]`` (none: in-process)
 ``MAX_VIEWERS``    ``POSE_FAST_MAX_VIEWERS``    MJPEG viewers at once, all streams (``24``; each holds a thread)
 ``MIN_POSE_SCORE`` ``POSE_FAST_MIN_POSE_SCORE`` lowest pose score that counts as a person (``10``, see
@@ -64,6 +73,9 @@ _ENV = {
     "DATABASE": "POSE_FAST_DB",
     "DEMO_VIDEO": "POSE_FAST_DEMO_VIDEO",
     "CAMERA": "POSE_FAST_CAMERA",
+    "CAMERAS": "POSE_FAST_CAMERAS",
+    "STALL_TIMEOUT": "POSE_FAST_STALL_TIMEOUT",
+    "SNAPSHOT_KEEP": "POSE_FAST_SNAPSHOT_KEEP",
     "DEVICE": "POSE_FAST_DEVICE",
     "MODEL": "POSE_FAST_MODEL",
     "INPUT_HEIGHT": "POSE_FAST_INPUT_HEIGHT",
@@ -95,6 +107,10 @@ def _defaults() -> dict:
         "DATABASE": str(default_db_path()),
         "DEMO_VIDEO": default_demo_video(),
         "CAMERA": 0,
+        "CAMERAS": None,
+        "STALL_TIMEOUT": 10.0,
+        "START_CAMERAS": True,
+        "SNAPSHOT_KEEP": 10000,
         "DEVICE": "AUTO",
         "MODEL": None,
         "INPUT_HEIGHT": 256,
@@ -145,6 +161,8 @@ def load_config(config: Optional[Mapping[str, Any]] = None, environ: Optional[Ma
     for key, var in _ENV.items():
         if environ.get(var) not in (None, ""):
             settings[key] = environ[var]
+    if "CAMERA" in (config or {}) and "CAMERAS" not in (config or {}):
+        settings["CAMERAS"] = None  # round 1's setting, given here, wins over POSE_FAST_CAMERAS
     settings.update(config or {})
     settings["PORT"] = _number("PORT", settings["PORT"], int, 0, 65535)
     settings["INPUT_HEIGHT"] = _number("INPUT_HEIGHT", settings["INPUT_HEIGHT"], int, 8, 4096)
@@ -165,15 +183,42 @@ def load_config(config: Optional[Mapping[str, Any]] = None, environ: Optional[Ma
         settings["CAMERA"] = None
     else:
         settings["CAMERA"] = _number("CAMERA", camera, int, 0, 1000)
+    settings["CAMERAS"] = _cameras(settings["CAMERAS"], settings["CAMERA"])
+    settings["STALL_TIMEOUT"] = _number("STALL_TIMEOUT", settings["STALL_TIMEOUT"], float, 0.1, 3600)
+    settings["SNAPSHOT_KEEP"] = _number("SNAPSHOT_KEEP", settings["SNAPSHOT_KEEP"], int, 0, 10**9)
     settings["DEMO_VIDEO"] = _optional_path(settings["DEMO_VIDEO"])
     settings["MODEL"] = _optional_path(settings["MODEL"])
     settings["DATABASE"] = _optional_path(settings["DATABASE"])
     settings["DEVICE"] = str(settings["DEVICE"] or "AUTO").strip() or "AUTO"
     source = settings["DEFAULT_SOURCE"]
-    settings["DEFAULT_SOURCE"] = str(source).strip().lower() if source else None
-    if settings["DEFAULT_SOURCE"] not in (None, "camera", "demo"):
-        raise ConfigError(f"DEFAULT_SOURCE must be camera or demo, got {source!r}")
+    settings["DEFAULT_SOURCE"] = str(source).strip() if source else None
+    names = [c.name for c in settings["CAMERAS"]] + ["demo"]
+    if settings["DEFAULT_SOURCE"] is not None and settings["DEFAULT_SOURCE"] not in names:
+        raise ConfigError(f"DEFAULT_SOURCE must be one of the cameras or demo ({', '.join(names)}), got {source!r}")
     return settings
+
+
+def _cameras(value, camera: Optional[int]) -> list:
+    """``CAMERAS`` as CameraConfig objects; unset: round 1's ``CAMERA`` index, named ``camera``."""
+    from pose_fast.cameras import CameraConfig, CameraConfigError, DEFAULT_CAMERA_NAME, cameras_from_env, \
+        parse_cameras
+
+    try:
+        if value is None:
+            return [] if camera is None else [CameraConfig(DEFAULT_CAMERA_NAME, str(camera))]
+        if isinstance(value, str):
+            return cameras_from_env(value)
+        given = [c for c in value if isinstance(c, CameraConfig)]
+        parsed = parse_cameras([c for c in value if not isinstance(c, CameraConfig)]) if len(given) < len(value) \
+            else []
+        cameras = given + parsed
+        if len({c.name for c in cameras}) < len(cameras):
+            raise CameraConfigError("two cameras have the same name: give each its own NAME=")
+        return cameras
+    except CameraConfigError as exc:
+        raise ConfigError(f"CAMERAS: {exc}") from None
+    except TypeError:
+        raise ConfigError(f"CAMERAS must be NAME=SPEC values or CameraConfig objects, got {value!r}") from None
 
 
 def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
@@ -189,7 +234,7 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     :class:`pose_fast.webapp.streams.StreamManager`); ``app.extensions["pose_fast_streams"].close()`` stops them
     (done at interpreter exit too).
     """
-    from . import detections, openapi, views
+    from . import detections, health, openapi, views
     from .hosts import install_host_check
     from .responses import register_error_handlers
     from .streams import StreamManager
@@ -199,11 +244,13 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     app.config["DATABASE"] = app.config["DATABASE"] or ""
     app.json.sort_keys = False
     manager = StreamManager(
-        demo_video=app.config["DEMO_VIDEO"], camera=app.config["CAMERA"], model=app.config["MODEL"],
+        demo_video=app.config["DEMO_VIDEO"], cameras=app.config["CAMERAS"], model=app.config["MODEL"],
         input_height=app.config["INPUT_HEIGHT"], database=app.config["DATABASE"] or None,
         grace=app.config["STREAM_GRACE"], realtime=app.config["REALTIME"], jpeg_quality=app.config["JPEG_QUALITY"],
         server=app.config["SERVER"], max_viewers=app.config["MAX_VIEWERS"],
-        min_pose_score=app.config["MIN_POSE_SCORE"], viewer_timeout=app.config["VIEWER_TIMEOUT"])
+        min_pose_score=app.config["MIN_POSE_SCORE"], viewer_timeout=app.config["VIEWER_TIMEOUT"],
+        device=app.config["DEVICE"], stall_timeout=app.config["STALL_TIMEOUT"],
+        snapshot_keep=app.config["SNAPSHOT_KEEP"])
     app.extensions["pose_fast_streams"] = manager
     ref = weakref.ref(manager)
     atexit.register(lambda: ref() is not None and ref().close(timeout=5))
@@ -213,4 +260,7 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     app.register_blueprint(views.page_bp)
     app.register_blueprint(views.streams_bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(health.bp)
+    if app.config["START_CAMERAS"]:
+        manager.start_cameras()  # always on: recording from now, watched or not
     return app

@@ -2,7 +2,8 @@
 
 :func:`json_error` builds one; :func:`register_error_handlers` makes Flask's own 404, 405, 413 ... and any
 uncaught exception (500, its traceback in the log) answer in that shape. Error text never shows an absolute file
-path: a path on the server is shortened to its file name (:func:`public_text`).
+path: a path on the server is shortened to its file name, and a stream URL's user and password are masked
+(:func:`public_text`).
 """
 from __future__ import annotations
 
@@ -20,11 +21,13 @@ log = logging.getLogger(__name__)
 NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0", "Pragma": "no-cache"}
 
 _ABSOLUTE_PATH = re.compile(r"(?<![\w:/.])(?:/[^\s/'\"(),;:]+)+/([^\s/'\"(),;:]+)")
+_CREDENTIALS = re.compile(r"(://)[^\s/@'\"]+@")
 
 
 def public_text(text: str) -> str:
-    """``text`` with every absolute path shortened to its last part (``/home/me/x/events.db`` -> ``events.db``)."""
-    return _ABSOLUTE_PATH.sub(r"\1", str(text))
+    """``text`` with every absolute path shortened to its last part (``/home/me/x/events.db`` -> ``events.db``)
+    and the credentials of a URL masked (``rtsp://admin:secret@cam/`` -> ``rtsp://***@cam/``)."""
+    return _ABSOLUTE_PATH.sub(r"\1", _CREDENTIALS.sub(r"\1***@", str(text)))
 
 
 def public_errors(value):

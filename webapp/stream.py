@@ -21,7 +21,12 @@ RELEASE_TIMEOUT = 15.0
 
 
 class StreamError(PoseFastError, RuntimeError):
-    """A stream cannot start or has stopped with an error; the message is one line for people."""
+    """A stream cannot start or has stopped with an error; the message is one line for people. ``status``: the
+    HTTP status that says it (503 unavailable, 409 in conflict with another viewer's choice)."""
+
+    def __init__(self, message: str, status: int = 503):
+        super().__init__(message)
+        self.status = status
 
 
 class StreamOwner(Protocol):
@@ -32,7 +37,7 @@ class StreamOwner(Protocol):
 
     def open_source(self, source: str): ...
 
-    def open_engine(self, device: str): ...
+    def open_engine(self, device: str, source: str = ""): ...
 
     def make_pipeline(self, stream: Stream, source, engine): ...
 
@@ -42,13 +47,20 @@ class StreamOwner(Protocol):
 
 
 class Stream:
-    """One pipeline for one (source, device): opened, run and closed in its own threads."""
+    """One pipeline for one (source, device): opened, run and closed in its own threads.
 
-    def __init__(self, manager: StreamOwner, source: str, device: str):
+    A ``pinned`` stream is a camera's: it runs from start-up whether or not anyone watches, and keeps itself
+    running: a camera that cannot be opened, or a pipeline that fails, is tried again with backoff (state
+    ``reconnecting``, ``error`` says why) until :meth:`stop`; a stream that stalls is reopened by its
+    :class:`~pose_fast.supervisor.SupervisedSource` without the pipeline stopping.
+    """
+
+    def __init__(self, manager: StreamOwner, source: str, device: str, pinned: bool = False):
         self.manager = manager
         self.source = source
         self.device = device
         self.key = (source, device)
+        self.pinned = bool(pinned)
         self.broadcaster = MjpegBroadcaster(quality=manager.jpeg_quality)
         self.state = "starting"  # starting -> running -> stopped | failed
         self.error: Optional[str] = None
@@ -88,7 +100,7 @@ class Stream:
 
     @property
     def alive(self) -> bool:
-        return self.state in ("starting", "running")
+        return self.state in ("starting", "running", "reconnecting")
 
     def _fail(self, message: str) -> None:
         self.error = message
@@ -96,6 +108,9 @@ class Stream:
         log.warning("stream %s on %s failed: %s", self.source, self.device, message)
 
     def _run(self) -> None:
+        if self.pinned:
+            self._run_always()
+            return
         from pose_fast.errors import EngineError
         from pose_fast.frames import SourceError
 
@@ -108,7 +123,7 @@ class Stream:
                 source = self.manager.open_source(self.source)
                 if self._stop.is_set():
                     return
-                engine = self.manager.open_engine(self.device)
+                engine = self.manager.open_engine(self.device, self.source)
                 if self._stop.is_set():
                     return
                 self.pipeline = self.manager.make_pipeline(self, source, engine)
@@ -146,6 +161,78 @@ class Stream:
             self._ready.set()
             self.manager._ended(self)
 
+    def _run_always(self) -> None:
+        """A camera's stream: (re)open, run, and on any failure wait (backoff) and start again, until stopped."""
+        from pose_fast.supervisor import Backoff
+
+        backoff = Backoff()
+        engine = None
+        try:
+            self._wait_for_release()
+            while not self._stop.is_set():
+                source = None
+                try:
+                    source = self.manager.open_source(self.source)
+                    if engine is None and not self._stop.is_set():
+                        engine = self.manager.open_engine(self.device, self.source)
+                    if not self._stop.is_set():
+                        self.pipeline = self.manager.make_pipeline(self, source, engine)
+                        self.engine_text = engine.describe() if hasattr(engine, "describe") else self.device
+                except Exception as exc:  # noqa: BLE001 - a camera that is down now may be back later
+                    self._down(first_line(exc))
+                    _close(source)
+                    self._stop.wait(backoff.next())
+                    continue
+                if self._stop.is_set():
+                    _close(source)
+                    break
+                backoff.reset()
+                if self.state == "reconnecting":
+                    log.warning("camera %s is running (after: %s)", self.source, self.error)
+                self.state, self.error = "running", None
+                if self.ready_s is None:
+                    self.ready_s = time.time() - self.started_at
+                self._ready.set()
+                try:
+                    self.pipeline.run()
+                except Exception as exc:  # noqa: BLE001 - e.g. the device went away: start again with a new engine
+                    self._down(f"the pipeline stopped: {first_line(exc)}")
+                    _close(engine)
+                    engine = None
+                finally:
+                    _close(source)
+                if not self._stop.is_set():
+                    self._stop.wait(backoff.next())
+        finally:
+            self.state = "stopped"
+            self.stopped_at = time.time()
+            self.broadcaster.close()
+            _close(engine)
+            self.released.set()
+            self._ready.set()
+            self.manager._ended(self)
+
+    def _down(self, message: str) -> None:
+        if message != self.error:  # once per cause, not at every retry
+            log.warning("camera %s is not running: %s; trying again", self.source, message)
+        self.error = message
+        self.state = "reconnecting"
+        self._ready.set()  # a viewer waiting for it gets the reason now
+
+    def health(self) -> dict:
+        """``state`` (running, reconnecting, starting, stopped, failed), ``error``, and for a camera's stream its
+        source's numbers: ``last_frame_s`` (seconds since its last frame), ``losses``, ``reconnects``."""
+        out = {"state": self.state, "error": self.error, "last_frame_s": None, "losses": 0, "reconnects": 0}
+        pipe = self.pipeline
+        source_health = getattr(pipe.source, "health", None) if pipe is not None else None
+        if source_health is not None and self.state == "running":
+            health = source_health()
+            out.update(last_frame_s=health["last_frame_s"], losses=health["losses"],
+                       reconnects=health["reconnects"])
+            if health["state"] == "reconnecting":
+                out.update(state="reconnecting", error=health["last_error"])
+        return out
+
     def _wait_for_release(self) -> None:
         """Wait until the stopping streams on this source or device have closed them (a camera or an NCS2 opens
         once), at most ``RELEASE_TIMEOUT`` s; then open anyway (a failure to open reaches the page)."""
@@ -162,11 +249,15 @@ class Stream:
     def stats(self) -> dict:
         b = self.broadcaster
         running = self.state == "running"
+        health = self.health()
         return {
             "source": self.source,
             "device": self.device,
-            "state": self.state,
-            "error": self.error,
+            "state": health["state"],
+            "error": health["error"],
+            "always_on": self.pinned,
+            "last_frame_s": health["last_frame_s"],
+            "reconnects": health["reconnects"],
             "fps": round(b.fps, 2) if running else 0.0,
             "inference_ms": round(b.inference_ms, 1) if running else 0.0,
             "people": b.people if running else 0,
@@ -181,6 +272,14 @@ class Stream:
             "dropped": self.pipeline.dropped if self.pipeline is not None else 0,
             "engine_dropped": self.pipeline.engine_dropped if self.pipeline is not None else 0,
         }
+
+
+def _close(thing) -> None:
+    if thing is not None:
+        try:
+            thing.close()
+        except Exception:  # noqa: BLE001 - closing what already failed
+            pass
 
 
 class Subscription:

@@ -2,13 +2,17 @@
 
 ::
 
-    StreamManager ── subscribe("demo", "CPU") ──► Stream (started on the first viewer)
+    StreamManager ── start_cameras() ──────────► Stream per camera (pinned: always on, watched or not)
+                 └── subscribe("demo", "CPU") ──► Stream (started on the first viewer)
                                                     FrameSource → Engine → Pipeline → MjpegBroadcaster (a sink)
     viewer 1 ◄── Subscription.frames() ◄──┐            │ one JPEG per frame, only while someone watches
     viewer 2 ◄── Subscription.frames() ◄──┴── Condition ┘
 
-- A :class:`Stream` starts when its first viewer arrives and stops ``grace`` seconds after the last one leaves
-  (a reload or a quick switch back does not recompile the model).
+- Each configured camera's :class:`Stream` runs from start-up, records its events whether or not anyone watches,
+  and keeps itself running (:mod:`pose_fast.supervisor`); viewers attach to it. Asking for it on another device
+  restarts it there when nobody else watches it, and is refused (409) when someone does.
+- The demo video's :class:`Stream` starts when its first viewer arrives and stops ``grace`` seconds after the last
+  one leaves (a reload or a quick switch back does not recompile the model).
 - :class:`MjpegBroadcaster` is a pipeline sink: it JPEG-encodes each annotated frame once, whatever the number of
   viewers, and only while at least one watches. Viewers wait on a condition for a frame newer than the last they
   sent; a slow viewer skips frames and never holds up the pipeline or the other viewers. A new viewer (or a
@@ -29,7 +33,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from pose_fast.errors import EventStoreError, first_line
 
@@ -38,11 +42,12 @@ from .stream import RELEASE_TIMEOUT, MjpegBody, Stream, StreamError, Subscriptio
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MjpegBroadcaster", "Stream", "StreamManager", "Subscription", "StreamError", "SOURCES",
+__all__ = ["MjpegBroadcaster", "Stream", "StreamManager", "Subscription", "StreamError", "DEMO",
            "BOUNDARY", "mjpeg_part", "MjpegBody", "RELEASE_TIMEOUT"]
 
-#: Sources a browser may ask for; the server maps them to what it was configured with (never a path or URL).
-SOURCES = ("camera", "demo")
+#: The demo video's source name; the others a browser may ask for are the configured cameras' names (never a path
+#: or URL).
+DEMO = "demo"
 
 
 class StreamManager:
@@ -52,8 +57,14 @@ class StreamManager:
     ----------
     demo_video : path, optional
         The video file behind ``source=demo`` (looped); None: no demo source.
-    camera : int, optional
-        The camera index behind ``source=camera``; None: no camera source.
+    cameras : list of pose_fast.cameras.CameraConfig
+        The named cameras (``source=NAME``); their streams run from :meth:`start_cameras` on.
+    device : str
+        The device the cameras start on.
+    stall_timeout : float
+        Seconds without a frame after which a camera's stream is reopened.
+    snapshot_keep : int
+        Event snapshots kept beside the database (0: none).
     model : path, optional
         Model ``.xml``; default: found by :func:`pose_fast.model.resolve_model`.
     input_height : int
@@ -77,12 +88,17 @@ class StreamManager:
         The lowest pose score that counts as a person (:class:`pose_fast.people.PersonFilter`).
     """
 
-    def __init__(self, demo_video=None, camera: Optional[int] = 0, model=None, input_height: int = 256,
+    def __init__(self, demo_video=None, cameras: Sequence = (), model=None, input_height: int = 256,
                  database=None, grace: float = 2.0, realtime: bool = True, jpeg_quality: int = 80,
                  server: Optional[str] = None, precision: Optional[str] = None, start_timeout: float = 120.0,
-                 max_viewers: int = 24, min_pose_score: Optional[float] = None, viewer_timeout: float = 5.0):
+                 max_viewers: int = 24, min_pose_score: Optional[float] = None, viewer_timeout: float = 5.0,
+                 device: str = "AUTO", stall_timeout: float = 10.0, snapshot_keep: int = 10000):
         self.demo_video = Path(demo_video) if demo_video else None
-        self.camera = camera
+        self.cameras = {camera.name: camera for camera in cameras}
+        self.device = device
+        self.stall_timeout = float(stall_timeout)
+        self.snapshot_keep = int(snapshot_keep)
+        self._pinned: Dict[str, Stream] = {}  # camera name -> its always-on stream
         self.model = model
         self.input_height = int(input_height)
         self.database = database
@@ -106,9 +122,8 @@ class StreamManager:
         self._devices: Optional[List[str]] = None
         self._store = None
         self._store_error: Optional[str] = None
-        self._camera_probe: Tuple[float, Optional[bool], Optional[str]] = (0.0, None, None)
-        self._probe_lock = threading.Lock()
-        self.started = 0  # streams started (for tests and the benchmark)
+        self.started = 0  # streams started for viewers (for tests and the benchmark)
+        self.cameras_started = 0  # cameras' always-on streams started (at start-up, after a device change)
         self._closed = False
 
     # -- what this server offers -------------------------------------------------------------------------------
@@ -141,78 +156,66 @@ class StreamManager:
         return names
 
     def sources(self) -> List[str]:
-        """The sources this server was configured with."""
-        out = []
-        if self.camera is not None:
-            out.append("camera")
-        if self.demo_video is not None:
-            out.append("demo")
-        return out
+        """The sources this server was configured with: the cameras' names, then ``demo``."""
+        return list(self.cameras) + ([DEMO] if self.demo_video is not None else [])
 
-    def describe_sources(self, probe: bool = True) -> Dict[str, dict]:
-        """``{"camera": {"available", "error", "label"}, "demo": {...}}`` for the configured sources."""
+    def find_source(self, name: str) -> Optional[str]:
+        """The configured source ``name`` means (exact, else ignoring case), or None."""
+        if name in self.cameras or (name == DEMO and self.demo_video is not None):
+            return name
+        folded = [s for s in self.sources() if s.lower() == name.lower()]
+        return folded[0] if len(folded) == 1 else None
+
+    def describe_sources(self) -> Dict[str, dict]:
+        """``{name: {"kind", "available", "error", "label", "state"}}`` for the configured sources: each camera as its
+        always-on stream is now, the demo video as its file."""
         out = {}
-        if self.camera is not None:
-            available, error = self.camera_available() if probe else (None, None)
-            out["camera"] = {"available": available, "error": error, "label": f"camera {self.camera}"}
+        for name in self.cameras:
+            stream = self._pinned.get(name)
+            health = stream.health() if stream is not None else {"state": "stopped", "error": None}
+            out[name] = {"kind": "camera", "available": health["state"] == "running", "error": health["error"],
+                         "label": f"camera {name}", "state": health["state"]}
         if self.demo_video is not None:
             ok = self.demo_video.is_file()
-            out["demo"] = {"available": ok, "label": self.demo_video.name,
-                           "error": None if ok else f"the demo video {self.demo_video.name} is missing on the server"}
+            out[DEMO] = {"kind": "demo", "available": ok, "label": self.demo_video.name, "state": None,
+                         "error": None if ok else f"the demo video {self.demo_video.name} is missing on the server"}
         return out
 
-    def camera_available(self, max_age: float = 10.0) -> Tuple[Optional[bool], Optional[str]]:
-        """Whether the camera opens (a running camera stream counts), probed at most every ``max_age`` s."""
-        if self.camera is None:
-            return False, "no camera is configured on this server"
+    def health(self) -> Dict[str, dict]:
+        """Each camera's :meth:`Stream.health`."""
         with self._lock:
-            for stream in self._holding:  # running, or stopping and still holding it: never open the camera twice
-                if stream.source == "camera" and stream.state != "failed":
-                    return True, None
-        with self._probe_lock:
-            at, ok, error = self._camera_probe
-            if ok is not None and time.monotonic() - at < max_age:
-                return ok, error
-            from pose_fast.frames import SourceError
-
-            try:
-                self.open_source("camera").close()
-                ok, error = True, None
-            except SourceError:
-                ok, error = False, self._no_camera()
-            self._camera_probe = (time.monotonic(), ok, error)
-            return ok, error
-
-    def _no_camera(self) -> str:
-        return (f"no camera on the server: camera {self.camera} cannot be opened (none is connected, it is in "
-                f"use, or access is denied); watch the demo video instead")
+            pinned = {name: self._pinned.get(name) for name in self.cameras}
+        return {name: (stream.health() if stream is not None else
+                       {"state": "stopped", "error": "not started", "last_frame_s": None, "losses": 0,
+                        "reconnects": 0}) for name, stream in pinned.items()}
 
     # -- building a stream (called in the stream's thread) ---------------------------------------------------------
     def open_source(self, source: str):
         from pose_fast.frames import SourceError, open_source
+        from pose_fast.supervisor import SupervisedSource
 
-        if source == "camera":
-            if self.camera is None:
-                raise StreamError("no camera is configured on this server")
-            try:
-                return open_source(str(self.camera))
-            except SourceError:
-                raise SourceError(self._no_camera()) from None
-        if source == "demo":
+        camera = self.cameras.get(source)
+        if camera is not None:
+            first = open_source(camera.spec, read_timeout_ms=int(self.stall_timeout * 1000))
+            return SupervisedSource(camera.spec, name=f"camera {camera.name}", stall_timeout=self.stall_timeout,
+                                    first=first)
+        if source == DEMO:
             if self.demo_video is None:
                 raise StreamError("no demo video is configured on this server (start it with --demo-video FILE)")
             try:
                 return open_source(str(self.demo_video), realtime=self.realtime)
             except SourceError as exc:
                 raise SourceError(f"the demo video cannot be played: {exc}") from None
-        raise StreamError(f"unknown source {source!r}: use {' or '.join(SOURCES)}")
+        raise StreamError(f"unknown source {source!r}: use {' or '.join(self.sources()) or 'none'}")
 
-    def open_engine(self, device: str):
+    def open_engine(self, device: str, source: str = ""):
         from pose_fast.engines import open_engine
 
+        camera = self.cameras.get(source)
+        height = camera.input_height if camera is not None and camera.input_height else self.input_height
         if self.server:  # the server runs its own model on its own device
-            return open_engine(server=self.server, input_height=self.input_height, mode="latency")
-        return open_engine(model=self.model, device=device, precision=self.precision, input_height=self.input_height,
+            return open_engine(server=self.server, input_height=height, mode="latency")
+        return open_engine(model=self.model, device=device, precision=self.precision, input_height=height,
                            mode="latency", core=self.core)
 
     def make_pipeline(self, stream: Stream, source, engine):
@@ -220,13 +223,14 @@ class StreamManager:
         from pose_fast.pipeline import Pipeline
         from pose_fast.tracking import Tracker
 
-        recorder = self._recorder(stream, source)
-        tracker = Tracker(on_event=recorder)
+        recorder = self._recorder(stream)
+        tracker = Tracker(on_event=recorder.record if recorder is not None else None)
         people = PersonFilter(MIN_POSE_SCORE if self.min_pose_score is None else self.min_pose_score)
-        return Pipeline(source, engine, tracker=tracker, sinks=[stream.broadcaster], mode="latency", loop=True,
-                        person_filter=people)
+        return Pipeline(source, engine, tracker=tracker, sinks=[stream.broadcaster], mode="latency",
+                        loop=stream.source == DEMO, person_filter=people, events=recorder)
 
-    def _recorder(self, stream: Stream, source):
+    def _recorder(self, stream: Stream):
+        """A new run's recorder for this stream (events under the camera's name, or the demo video's file name)."""
         if not self.database:
             return None
         from pose_fast.events import EventRecorder, EventStore, EventStoreError
@@ -234,23 +238,19 @@ class StreamManager:
         with self._lock:
             if self._store is None and self._store_error is None:
                 try:
-                    self._store = EventStore(self.database)
+                    self._store = EventStore(self.database, snapshot_keep=self.snapshot_keep)
                 except EventStoreError as exc:
                     self._store_error = first_line(exc)
                     log.warning("events are not recorded: %s", self._store_error)
             store = self._store
         if store is None:
             return None
-        name = f"camera {self.camera}" if stream.source == "camera" else self.demo_video.name
-        recorder = EventRecorder(store, source=name, device=stream.device)
+        name = self.demo_video.name if stream.source == DEMO else stream.source
 
-        def record(*args):
-            try:
-                recorder.record(*args)
-            except EventStoreError as exc:  # a full disk must not stop the live view
-                self._store_error = first_line(exc)
+        def failed(exc):  # a full disk must not stop the live view
+            self._store_error = first_line(exc)
 
-        return record
+        return EventRecorder(store, source=name, device=stream.device, on_error=failed)
 
     @property
     def events_error(self) -> Optional[str]:
@@ -271,16 +271,13 @@ class StreamManager:
             if not self._make_room(client):  # each viewer holds a server thread: keep some for the page
                 raise StreamError(f"too many viewers ({self.max_viewers}): close another tab, or start the server "
                                   f"with more --threads")
-            key = (source, device)
-            stream = self._streams.get(key)
-            if stream is None or not stream.alive:
-                stream = Stream(self, source, device)
-                stream.blockers = [old for old in self._holding if (old.source == source or old.device == device)
-                                   and not (old.alive and self._streams.get(old.key) is old)]
-                self._holding.append(stream)
-                self._streams[key] = self._last[key] = stream
-                self.started += 1
-                stream.start()
+            if source in self.cameras:
+                stream = self._camera_on(source, device)
+            else:
+                key = (source, device)
+                stream = self._streams.get(key)
+                if stream is None or not stream.alive:
+                    stream = self._start(source, device)
             stream.viewers += 1
             stream.broadcaster.add_viewer()
             if stream._stop_timer is not None:
@@ -297,8 +294,51 @@ class StreamManager:
             if stream.state != "running":
                 error = stream.error or "the stream stopped"
                 sub.close()
+                if stream.pinned:
+                    error = f"camera {source} is not running now ({error}); it is retried until it is back"
                 raise StreamError(error)
         return sub
+
+    def _start(self, source: str, device: str, pinned: bool = False) -> Stream:  # with self._lock held
+        stream = Stream(self, source, device, pinned=pinned)
+        stream.blockers = [old for old in self._holding if (old.source == source or old.device == device)
+                           and not (old.alive and self._streams.get(old.key) is old)]
+        self._holding.append(stream)
+        self._streams[stream.key] = self._last[stream.key] = stream
+        if pinned:
+            self._pinned[source] = stream
+            self.cameras_started += 1
+        else:
+            self.started += 1
+        stream.start()
+        return stream
+
+    def start_cameras(self) -> None:
+        """Start every camera's always-on stream on :attr:`device` (those not running yet)."""
+        if not self.cameras:
+            return
+        device = self.device if self.server else self.device_names().get(self.device.upper(), self.device)
+        with self._lock:
+            if self._closed:
+                return
+            for name in self.cameras:
+                stream = self._pinned.get(name)
+                if stream is None or not stream.alive:
+                    self._start(name, device, pinned=True)
+
+    def _camera_on(self, name: str, device: str) -> Stream:  # with self._lock held
+        """The camera's always-on stream, on ``device``: moved there if nobody else watches it."""
+        stream = self._pinned.get(name)
+        if stream is not None and stream.alive and stream.device == device:
+            return stream
+        if stream is not None and stream.alive:
+            if stream.viewers:
+                raise StreamError(f"camera {name} is being watched on {stream.device} by another viewer; watch it "
+                                  f"on {stream.device}, or choose {device} once nobody else watches", status=409)
+            log.warning("camera %s moves from %s to %s (asked by a viewer); its events go on under its name",
+                        name, stream.device, device)
+            self._stop_stream(stream)
+        return self._start(name, device, pinned=True)
 
     def _make_room(self, client: str) -> bool:  # with self._lock held
         """Whether a slot is free for a viewer from ``client``, after evicting a stalled or an unfair one."""
@@ -350,8 +390,8 @@ class StreamManager:
                 self._subscriptions.remove(subscription)
             stream.viewers = max(0, stream.viewers - 1)
             stream.broadcaster.remove_viewer()
-            if stream.viewers or not stream.alive or self._streams.get(stream.key) is not stream:
-                return
+            if stream.pinned or stream.viewers or not stream.alive or self._streams.get(stream.key) is not stream:
+                return  # a camera runs on unwatched
             if self.grace <= 0:
                 self._stop_stream(stream)
                 return
@@ -368,6 +408,8 @@ class StreamManager:
 
     def _stop_stream(self, stream: Stream) -> None:  # with self._lock held
         self._streams.pop(stream.key, None)
+        if self._pinned.get(stream.source) is stream:
+            del self._pinned[stream.source]
         if stream._stop_timer is not None:
             stream._stop_timer.cancel()
             stream._stop_timer = None
@@ -382,8 +424,11 @@ class StreamManager:
 
     # -- looking ---------------------------------------------------------------------------------------------------
     def stream(self, source: str, device: str) -> Optional[Stream]:
-        """The current (or last) stream of this key, or None if it never ran."""
+        """The current (or last) stream of this key (a camera: its always-on stream, on whichever device), or None
+        if it never ran."""
         with self._lock:
+            if source in self._pinned:
+                return self._pinned[source]
             return self._streams.get((source, device)) or self._last.get((source, device))
 
     def running(self) -> List[Stream]:

@@ -1,10 +1,12 @@
 """The page and the stream endpoints.
 
 ``GET /``
-    The live view (``?source=camera|demo&device-name=...`` preselect what it shows).
-``GET /video_feed?source=camera|demo&device-name=AUTO``
-    ``multipart/x-mixed-replace`` MJPEG of the annotated stream. Starts the stream for its first viewer; a 503
-    with a JSON error when the source or the device cannot start.
+    The live view (``?source=NAME&device-name=...`` preselect what it shows: a camera's name, or ``demo``); a
+    ``source`` or ``device-name`` the server does not know is a 400 page saying so and what is valid.
+``GET /video_feed?source=NAME&device-name=AUTO``
+    ``multipart/x-mixed-replace`` MJPEG of the annotated stream. A camera's stream is always running (watching it
+    on another device moves it there if nobody else watches it, else a 409); the demo video's starts for its first
+    viewer. A 503 with a JSON error when the source or the device cannot run now.
 ``GET /snapshot.jpg?source=...&device-name=...``
     The current annotated frame as one JPEG (after a spell with nobody watching, the next frame: never a stale one).
 ``GET /stats?source=...&device-name=...``
@@ -64,13 +66,13 @@ def _choice() -> tuple:
     """(source, device) from the query string, validated against what this server has."""
     manager = get_manager()
     sources = manager.sources()
-    source = _param("source")
+    asked = _param("source")
+    if asked is None:
+        asked = current_app.config["DEFAULT_SOURCE"] or (sources[0] if sources else "")
+    source = manager.find_source(asked.strip())
     if source is None:
-        source = current_app.config["DEFAULT_SOURCE"] or (sources[0] if sources else "")
-    source = source.strip().lower()
-    if source not in sources:
-        valid = ", ".join(sources) or "none (start the server with --demo-video FILE or --camera N)"
-        raise BadParameter(f"unknown source {source!r}: this server offers {valid}", sources)
+        valid = ", ".join(sources) or "none (start the server with --demo-video FILE or --camera NAME=SPEC)"
+        raise BadParameter(f"unknown source {asked.strip()!r}: this server offers {valid}", sources)
     names = manager.device_names()
     device = _param("device-name", "device_name", "device")
     if device is None:
@@ -86,15 +88,18 @@ def _choice() -> tuple:
 @page_bp.route("/")
 def index():
     manager = get_manager()
-    source, device = None, None
+    source, device, problem = None, None, None
     try:
         source, device = _choice()
-    except BadParameter:
-        pass  # the page shows what is valid and starts from the defaults
-    sources = manager.describe_sources(probe=False)
-    return render_template("index.html", sources=sources, devices=manager.devices(),
-                           source=source if _param("source") else None,
-                           device=device or current_app.config["DEVICE"], remote=manager.server)
+    except BadParameter as exc:
+        problem = exc.message  # shown on the page, which starts from the defaults
+    sources = manager.describe_sources()
+    names = manager.device_names()
+    default = names.get(str(current_app.config["DEVICE"]).upper(), current_app.config["DEVICE"])
+    html = render_template("index.html", sources=sources, devices=manager.devices(),
+                           source=source if _param("source") and not problem else None,
+                           device=device or default, remote=manager.server, problem=problem)
+    return html, 400 if problem else 200
 
 
 # -- the streams -------------------------------------------------------------------------------------------------
@@ -126,7 +131,7 @@ def _subscribe():
         return source, device, get_manager().subscribe(source, device, client=request.remote_addr or "",
                                                        hang_up=_hang_up(request.environ))
     except StreamError as exc:
-        abort(json_error(str(exc), 503, source=source, device=device))
+        abort(json_error(str(exc), exc.status, source=source, device=device))
 
 
 _MJPEG = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
@@ -168,7 +173,7 @@ def stats():
 def sources():
     manager = get_manager()
     body = {
-        "sources": manager.describe_sources(probe=True),
+        "sources": manager.describe_sources(),
         "devices": manager.devices(),
         "default_device": current_app.config["DEVICE"],
         "default_source": current_app.config["DEFAULT_SOURCE"],

@@ -12,7 +12,7 @@ import uuid
 import weakref
 from collections import deque
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import apsw
 import numpy as np
@@ -400,12 +400,13 @@ class EventRecorder:
     LEFT, STREAM_LOST, RUN_ENDED = "left", "stream lost", "run ended"
 
     def __init__(self, store: EventStore, source: str, device: str = "", run_id: Optional[str] = None,
-                 snapshots: bool = True):
+                 snapshots: bool = True, on_error: Optional[Callable[[EventStoreError], None]] = None):
         self.store = store
         self.source = str(source)
         self.device = str(device)
         self.run_id = run_id or uuid.uuid4().hex
         self.snapshots = bool(snapshots) and store.snapshots.enabled
+        self.on_error = on_error  # given: a failing store is reported to it instead of raised (a live view goes on)
         self._reason: Optional[str] = None  # set by ending(): the exits are forced, not seen
         self._pending: List[tuple] = []  # this frame's events, waiting for its drawn image
         self._sink = False  # a pipeline delivers the frames (attach()): snapshots can be taken
@@ -451,8 +452,13 @@ class EventRecorder:
 
     def _add(self, event: tuple, frame) -> None:
         kind, track_id, frame_index, timestamp, people_count, reason = event
-        self.store.add(kind, track_id, frame_index, timestamp, people_count, self.source, self.device,
-                       run_id=self.run_id, reason=reason, frame=frame)
+        try:
+            self.store.add(kind, track_id, frame_index, timestamp, people_count, self.source, self.device,
+                           run_id=self.run_id, reason=reason, frame=frame)
+        except EventStoreError as exc:
+            if self.on_error is None:
+                raise
+            self.on_error(exc)
 
     close = flush
     __call__ = record
