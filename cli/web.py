@@ -194,11 +194,9 @@ def web(host, port, demo_video, cameras, config_file, stall_timeout, snapshot_ke
     up to 30 s) forever. Open the printed URL in a browser. ?device-name=CPU|GPU|MYRIAD|AUTO picks the inference device; the page
     offers the devices this machine has. Ctrl-C stops the server and commits the recorded events.
     """
+    from pose_fast.cameras import CameraConfigError, cameras_from_config, load_config_file, parse_cameras
     from pose_fast.events import exit_on_sigterm
     from pose_fast.webapp import NONE_VALUES, ConfigError, create_app
-
-
-    from pose_fast.cameras import CameraConfigError, cameras_from_config, load_config_file, parse_cameras
 
     config = {"START_CAMERAS": False}  # started below, once the checks pass
     try:

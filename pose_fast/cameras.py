@@ -65,8 +65,8 @@ def _check_name(name: str, where: str) -> str:
 
 
 def _check_spec(spec: str, where: str) -> str:
-    from .frames import parse_spec  # one definition of what a source can be
     from .errors import SourceError
+    from .frames import parse_spec  # one definition of what a source can be
 
     try:
         parse_spec(spec)

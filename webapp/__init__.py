@@ -200,8 +200,7 @@ def load_config(config: Optional[Mapping[str, Any]] = None, environ: Optional[Ma
 
 def _cameras(value, camera: Optional[int]) -> list:
     """``CAMERAS`` as CameraConfig objects; unset: round 1's ``CAMERA`` index, named ``camera``."""
-    from pose_fast.cameras import CameraConfig, CameraConfigError, DEFAULT_CAMERA_NAME, cameras_from_env, \
-        parse_cameras
+    from pose_fast.cameras import DEFAULT_CAMERA_NAME, CameraConfig, CameraConfigError, cameras_from_env, parse_cameras
 
     try:
         if value is None:
