@@ -57,6 +57,7 @@ KEYPOINT_SIGMAS = np.array(
     [0.026, 0.079, 0.079, 0.072, 0.062, 0.079, 0.072, 0.062, 0.107, 0.087, 0.089, 0.107, 0.087, 0.089,
      0.025, 0.025, 0.035, 0.035], dtype=np.float64)
 _OKS_K2 = (2.0 * KEYPOINT_SIGMAS) ** 2  # COCO's "vars"
+_IOU_PAD = np.array([-8.0, -8.0, 8.0, 8.0])  # pixels around each box, so that single points can overlap
 _MIN_SIZE = 32.0  # pixels: the least person height (and sqrt of the least area) used for scales and gates
 
 
@@ -297,27 +298,32 @@ class Tracker:
             track.matched_now = False
 
         visible = keypoints[:, :, 2] > self.keypoint_threshold
-        fragment = self._fragments(keypoints, visible, getattr(poses, "scores", None))
+        d_box = _boxes(keypoints[:, :, :2], visible)
+        fragment = self._fragments(keypoints, visible, d_box, getattr(poses, "scores", None))
         confidence = np.where(visible, keypoints[:, :, 2], 0.0).sum(1) / NUM_KEYPOINTS
         high = (confidence >= self.high_confidence) & ~fragment
         match = np.full(n_det, -1, dtype=np.intp)  # detection -> index into self._tracks
         if tracks and n_det:
-            sim = self._similarity(keypoints, visible, now)
+            sim = self._similarity(keypoints, visible, d_box, now)
             born = np.fromiter((t.born for t in tracks), bool, len(tracks))
             free = ~fragment
+            taken = np.zeros(len(tracks), bool)
             # people first, confident detections, then low-confidence ones; then the candidates, whatever is left
-            self._assign(sim, born, high, match, free)
-            self._assign(sim, born, free, match, free)
-            self._assign(sim, ~born, free, match, free)
+            self._assign(sim, born, high, match, free, taken)
+            if (free & ~high).any():
+                self._assign(sim, born, free, match, free, taken)
+            if not born.all():
+                self._assign(sim, ~born, free, match, free, taken)
 
         ids = np.full(n_det, -1, dtype=np.int64)
         births = []
         matched = np.flatnonzero(match >= 0)
         if matched.size:
-            self._continue(match[matched], keypoints[matched], visible[matched], now, frame_index, timestamp)
+            self._continue(match[matched], keypoints[matched], visible[matched], d_box[matched], now, frame_index,
+                           timestamp)
         start = np.flatnonzero((match < 0) & high)
         if start.size:
-            self._start(start, keypoints, visible, now, frame_index, timestamp, match)
+            self._start(start, keypoints, visible, d_box, now, frame_index, timestamp, match)
         for d in np.flatnonzero(match >= 0).tolist():
             track = self._tracks[match[d]]
             if self.smoothing:
@@ -348,8 +354,8 @@ class Tracker:
             keep.append(i)
         if len(keep) < len(self._tracks):
             self._tracks = [self._tracks[i] for i in keep]
-            self._kp, self._vel, self._moving, self._seen = (
-                a[keep] for a in (self._kp, self._vel, self._moving, self._seen))
+            self._kp, self._box, self._vel, self._moving, self._seen = (
+                a[keep] for a in (self._kp, self._box, self._vel, self._moving, self._seen))
 
         count = self.people_count - len(births) + len(deaths)
         for track in deaths:
@@ -395,9 +401,10 @@ class Tracker:
     # -- internals --------------------------------------------------------------------------------------------
     def _clear_tracks(self):
         self._tracks: List[_Track] = []
-        # one row per track: last matched keypoints (raw, missing ones 0), velocity (pixels per second), whether
-        # the velocity was ever measured, and the tracker's clock when last seen
+        # one row per track: last matched keypoints (raw, missing ones 0), their box, velocity (pixels per
+        # second), whether the velocity was ever measured, and the tracker's clock when last seen
         self._kp = np.zeros((0, NUM_KEYPOINTS, 3))
+        self._box = np.zeros((0, 4))  # the box of those keypoints
         self._vel = np.zeros((0, 2))
         self._moving = np.zeros(0, bool)
         self._seen = np.zeros(0)
@@ -415,23 +422,25 @@ class Tracker:
                              f"{self._last_frame}")
         return keypoints.astype(np.float64, copy=False)
 
-    def _fragments(self, keypoints, visible, scores):
+    def _fragments(self, keypoints, visible, box, scores):
         """(P,) bool: poses that repeat a keypoint of a better pose at (nearly) the same place."""
         n = keypoints.shape[0]
         out = np.zeros(n, dtype=bool)
         if n < 2 or self.fragment_distance == 0:
             return out
-        box = _boxes(keypoints[:, :, :2], visible)
         height = box[:, 3] - box[:, 1]
-        dist = np.sqrt(((keypoints[:, None, :, :2] - keypoints[None, :, :, :2]) ** 2).sum(-1))  # (P, P, 18)
-        common = visible[:, None, :] & visible[None, :, :]
+        x = np.where(visible, keypoints[:, :, 0], np.nan)  # NaN: never close to anything
+        y = np.where(visible, keypoints[:, :, 1], np.nan)
+        dx = x[:, None, :] - x[None, :, :]
+        dy = y[:, None, :] - y[None, :, :]
         limit = self.fragment_distance * np.maximum(height[:, None], height[None, :])
-        close = (common & (dist < limit[:, :, None])).any(-1)
+        close = (dx * dx + dy * dy < (limit * limit)[:, :, None]).any(-1)      # (P, P)
         np.fill_diagonal(close, False)
         if not close.any():
             return out
+        vis = visible.astype(np.float64)
+        shared = vis @ vis.T
         score = np.asarray(scores, np.float64) if scores is not None and len(scores) == n else np.zeros(n)
-        shared = common.sum(-1)
         seen = visible.sum(1)
         # best first: score, then visible keypoints, then input order
         order = sorted(range(n), key=lambda i: (-score[i], -int(seen[i]), i))
@@ -444,62 +453,71 @@ class Tracker:
                         out[j] = True
         return out
 
-    def _similarity(self, keypoints, visible, now):
+    def _similarity(self, keypoints, visible, d_box, now):
         """(T, P) similarity between each track's predicted pose and each detection; 0 outside the gate."""
         dt = now - self._seen                                                  # (T,) seconds since last seen
-        pred = self._kp[:, :, :2] + (self._vel * dt[:, None])[:, None, :]     # (T, 18, 2)
-        t_vis = self._kp[:, :, 2] > 0                                          # (T, 18)
-        t_box = _boxes(pred, t_vis)                                            # (T, 4)
-        d_box = _boxes(keypoints[:, :, :2], visible)                           # (P, 4)
-        t_w, t_h = t_box[:, 2] - t_box[:, 0], t_box[:, 3] - t_box[:, 1]
+        shift = self._vel * dt[:, None]                                        # (T, 2) predicted motion
+        box = self._box
+        t_box = box + np.concatenate([shift, shift], axis=1)                   # (T, 4) predicted box
+        t_w, t_h = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
         size = np.maximum(t_h, _MIN_SIZE)                                      # (T,) the person's height
-        area = np.maximum(t_w * t_h, _MIN_SIZE * _MIN_SIZE)                    # (T,)
+        # the gate first: only pairs whose box centres are close enough are compared
+        cx = 0.5 * (t_box[:, None, 0] + t_box[:, None, 2] - d_box[None, :, 0] - d_box[None, :, 2])
+        cy = 0.5 * (t_box[:, None, 1] + t_box[:, None, 3] - d_box[None, :, 1] - d_box[None, :, 3])
+        reach = (self.gate + self.max_speed * dt) * size                      # (T,)
+        ti, di = np.nonzero(cx * cx + cy * cy <= (reach * reach)[:, None])
+        sim = np.zeros((len(box), len(d_box)))
+        if not ti.size:
+            return sim
+        t_kp = self._kp[ti]                                                    # (K, 18, 3) one row per pair
+        t_vis = t_kp[:, :, 2] > 0
+        vis = visible[di]
+        common = t_vis & vis
+        n_common = common.sum(1)
+        d = t_kp[:, :, :2] + shift[ti][:, None, :] - keypoints[di, :, :2]    # (K, 18, 2)
+        area = np.maximum(t_w * t_h, _MIN_SIZE * _MIN_SIZE)[ti]
         # OKS's tolerance per keypoint (a variance), widened by how far the person may stray in dt
-        tol = area[:, None] * _OKS_K2[None, :] + (self.motion_noise * dt * size)[:, None] ** 2  # (T, 18)
-        d2 = ((pred[:, None, :, :] - keypoints[None, :, :, :2]) ** 2).sum(-1)  # (T, P, 18)
-        common = t_vis[:, None, :] & visible[None, :, :]                       # (T, P, 18)
+        tol = 2.0 * (area[:, None] * _OKS_K2[None, :] + ((self.motion_noise * dt * size)[ti] ** 2)[:, None])
+        e = np.exp(-(d[:, :, 0] ** 2 + d[:, :, 1] ** 2) / tol)
         # averaged over the keypoints seen in either (COCO divides by the ground truth's): a partial detection
         # (a stray leg) must not outscore the whole person it overlaps
-        n_either = (t_vis[:, None, :] | visible[None, :, :]).sum(-1)
-        oks = np.where(common, np.exp(-d2 / (2.0 * tol[:, None, :])), 0.0).sum(-1) / np.maximum(n_either, 1)
-        iou = _iou(t_box, d_box)
-        sim = np.where(common.sum(-1) >= self.min_common_keypoints, 0.5 * (oks + iou), iou)
-        centre = 0.5 * (t_box[:, None, :2] + t_box[:, None, 2:] - d_box[None, :, :2] - d_box[None, :, 2:])
-        reach = (self.gate + self.max_speed * dt) * size                      # (T,)
-        sim[(centre ** 2).sum(-1) > (reach ** 2)[:, None]] = 0.0
+        oks = np.where(common, e, 0.0).sum(1) / np.maximum((t_vis | vis).sum(1), 1)
+        iou = _iou_pairs(t_box[ti], d_box[di])
+        sim[ti, di] = np.where(n_common >= self.min_common_keypoints, 0.5 * (oks + iou), iou)
         return sim
 
-    def _assign(self, sim, rows, cols, match, free):
-        """Optimal assignment of the unmatched tracks where ``rows`` to the free detections where ``cols``;
-        pairs under ``min_similarity`` are left unmatched. Updates ``match`` and ``free`` in place."""
-        taken = np.zeros(sim.shape[0], bool)
-        taken[match[match >= 0]] = True
+    def _assign(self, sim, rows, cols, match, free, taken):
+        """Optimal assignment of the tracks where ``rows`` and not ``taken`` to the detections where ``cols`` and
+        ``free``; pairs under ``min_similarity`` stay unmatched. Updates ``match``, ``free`` and ``taken``."""
         r = np.flatnonzero(rows & ~taken)
         c = np.flatnonzero(cols & free)
         if not r.size or not c.size:
             return
-        sub = sim[np.ix_(r, c)]
-        if not (sub >= self.min_similarity).any():
-            return
+        sub = sim[r[:, None], c]
         ri, ci = linear_sum_assignment(sub, maximize=True)
         good = sub[ri, ci] >= self.min_similarity
-        match[c[ci[good]]] = r[ri[good]]
-        free[c[ci[good]]] = False
+        r, c = r[ri[good]], c[ci[good]]
+        match[c] = r
+        free[c] = False
+        taken[r] = True
 
-    def _continue(self, rows, kp, vis, now, frame_index, timestamp):
+    def _continue(self, rows, kp, vis, box, now, frame_index, timestamp):
         """Matched tracks ``rows`` take the detections ``kp``: velocity, keypoints, time last seen."""
         new = np.where(vis[:, :, None], kp, 0.0)
-        common = vis & (self._kp[rows, :, 2] > 0)                              # (M, 18)
-        dt = now - self._seen[rows]
+        old = self._kp[rows]
+        common = vis & (old[:, :, 2] > 0)                                      # (M, 18)
         n = common.sum(1)
+        dt = now - self._seen[rows]
         ok = (n > 0) & (dt > 0)
         if ok.any():
-            shift = np.where(common[:, :, None], new[:, :, :2] - self._kp[rows, :, :2], 0.0).sum(1)
-            step = shift[ok] / (n[ok] * dt[ok])[:, None]                      # pixels per second
-            moving = self._moving[rows[ok]]
-            self._vel[rows[ok]] = np.where(moving[:, None], 0.5 * self._vel[rows[ok]] + 0.5 * step, step)
-            self._moving[rows[ok]] = True
+            shift = np.where(common[:, :, None], new[:, :, :2] - old[:, :, :2], 0.0).sum(1)
+            step = shift / np.maximum(n * dt, 1e-9)[:, None]                  # pixels per second
+            vel, moving = self._vel[rows], self._moving[rows]
+            blended = np.where(moving[:, None], 0.5 * vel + 0.5 * step, step)
+            self._vel[rows] = np.where(ok[:, None], blended, vel)
+            self._moving[rows] = moving | ok
         self._kp[rows] = new
+        self._box[rows] = box
         self._seen[rows] = now
         for i in rows.tolist():
             track = self._tracks[i]
@@ -509,7 +527,7 @@ class Tracker:
             if not track.born:
                 track.looks.append((now, True))
 
-    def _start(self, dets, keypoints, visible, now, frame_index, timestamp, match):
+    def _start(self, dets, keypoints, visible, box, now, frame_index, timestamp, match):
         """New candidates from the detections ``dets``."""
         first = len(self._tracks)
         for _ in range(dets.size):
@@ -518,6 +536,7 @@ class Tracker:
         match[dets] = np.arange(first, first + dets.size)
         new = np.where(visible[dets][:, :, None], keypoints[dets], 0.0)
         self._kp = np.concatenate([self._kp, new])
+        self._box = np.concatenate([self._box, box[dets]])
         self._vel = np.concatenate([self._vel, np.zeros((dets.size, 2))])
         self._moving = np.concatenate([self._moving, np.zeros(dets.size, bool)])
         self._seen = np.concatenate([self._seen, np.full(dets.size, now)])
@@ -556,25 +575,20 @@ class Tracker:
 
 def _boxes(xy, vis):
     """(N, 4) boxes (x0, y0, x1, y1) of the visible points; zeros for none."""
-    big = np.where(vis[..., None], xy, np.inf)
-    small = np.where(vis[..., None], xy, -np.inf)
-    lo = big.min(1)
-    hi = small.max(1)
-    box = np.concatenate([lo, hi], axis=1)
+    x, y = xy[..., 0], xy[..., 1]
+    box = np.stack([np.where(vis, x, np.inf).min(1), np.where(vis, y, np.inf).min(1),
+                    np.where(vis, x, -np.inf).max(1), np.where(vis, y, -np.inf).max(1)], axis=1)
     box[~vis.any(1)] = 0.0
     return box
 
 
-def _iou(a, b):
-    """(A, B) IoU of two box sets; boxes of zero area get a small margin so that single points can overlap."""
-    pad = 8.0
-    a = a + np.array([-pad, -pad, pad, pad])
-    b = b + np.array([-pad, -pad, pad, pad])
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+def _iou_pairs(a, b):
+    """(K,) IoU of boxes a[k] and b[k]; boxes of zero area get a small margin so that single points can overlap."""
+    a = a + _IOU_PAD
+    b = b + _IOU_PAD
+    w = np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0])
+    h = np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1])
+    inter = np.maximum(w, 0.0) * np.maximum(h, 0.0)
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+    return inter / np.maximum(area_a + area_b - inter, 1e-9)
