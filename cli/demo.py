@@ -33,7 +33,8 @@ class _Progress:
 def _summary(stats: dict, source, engine_text: str) -> str:
     stages = stats["stages"]
     lines = [
-        f"{source.describe()}",
+        f"{source.describe()}" + (f", 1 frame in {source.stride} inferred (--stride)"
+                                  if getattr(source, "stride", 1) > 1 else ""),
         f"engine: {engine_text}",
         f"{stats['frames']} frames in {stats['elapsed_s']:.1f} s: {stats['fps']:.2f} FPS mean ({stats['mode']} "
         f"mode, {stats['in_flight']} in flight), {stats['dropped']} stale frames dropped, "
@@ -84,8 +85,11 @@ def _has_display() -> bool:
               help="Play a video file at its own frame rate, like a camera (newest frame wins). Default: on in a "
                    "window, off headless (every frame, as fast as the device goes).")
 @click.option("--keep-fragments", is_flag=True, help="Also write the fragments to --json (as \"fragments\").")
+@click.option("--stride", default=1, show_default=True, type=int, metavar="N",
+              help="Infer on every Nth frame of a video file only, skipping the others undecoded (their time "
+                   "still counts): how a slow device sees a camera. Files only.")
 def demo(device_name, video_url, precision, model, input_height, mode, output, json_path, no_show, loop, limit,
-         db, no_db, server, min_pose_score, requests, realtime, keep_fragments):
+         db, no_db, server, min_pose_score, requests, realtime, keep_fragments, stride):
     """Show poses over a camera, a video file or a stream.
 
     In the window, q or Esc quits and space pauses. At the end a summary gives frames, mean FPS and per-stage
@@ -95,14 +99,16 @@ def demo(device_name, video_url, precision, model, input_height, mode, output, j
 
     if db and no_db:
         raise UserError("--db and --no-db contradict each other: give one")
+    if stride < 1:
+        raise UserError(f"--stride must be 1 or more (infer on every Nth frame), got {stride}")
     if not no_show and not _has_display():
         click.echo("note: no display (DISPLAY is not set), so no window: running headless; add --output or --json "
                    "to keep the results", err=True)
         no_show = True
     if realtime is None:
-        realtime = not no_show
+        realtime = not no_show and stride == 1
     try:
-        source = open_source(video_url, realtime=realtime)
+        source = open_source(video_url, realtime=realtime, stride=stride)
     except SourceError as exc:
         raise UserError(str(exc)) from None
     with source:
@@ -149,6 +155,7 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
                 total = None  # frames the progress bar counts to: none for cameras, streams, endless loops
                 if not source.live:
                     count = None if loop else source.frame_count  # None: a file whose container does not say
+                    count = count and -(-count // source.stride)  # frames inferred: every stride-th
                     total = min(count, limit or count) if count else limit
                 if total and sys.stderr.isatty():  # a bar in a log file is noise
                     bar = stack.enter_context(click.progressbar(length=total, label="frames", file=sys.stderr,

@@ -323,3 +323,56 @@ def test_people_standing_close_are_not_fragments():
     ids = run(tracker, [[a, b, behind]] * 10)
     assert len(set(ids[-1])) == 3 and -1 not in ids[-1], ids
     assert [k for k, _ in rec.kinds()] == ["enter"] * 3
+
+
+def test_big_steps_at_a_few_results_per_second_keep_every_person():
+    """Four people two heights apart walking right at 0.6 heights per second while the camera pans 5 % of a 1280-px
+    width per result, seen twice a second (a stick at 2 inferences per second): each step is about 0.6 of a
+    person's height. The
+    tracker before issue 15 gave ids to none of them (a new candidate had no velocity and its similarity to the next
+    detection fell under the threshold); now each is a person from its second result on, with one id throughout."""
+    rec = Recorder()
+    tracker = Tracker(on_event=rec)
+    frames = []
+    for k in range(12):
+        x = 100 + (120 * 0.5 + 0.05 * 1280) * k  # 60 px of walking + 64 px of pan per result
+        frames.append([person(x + 400 * n, 300 + 8 * n, 200 - 10 * n) for n in range(4)])
+    ids = run(tracker, frames, fps=2.0, rng=np.random.default_rng(5))
+    assert ids[0] == [-1] * 4
+    assert len(set(ids[1])) == 4 and min(ids[1]) > 0, ids
+    assert all(row == ids[1] for row in ids[1:]), ids
+    assert [k for k, _ in rec.kinds()] == ["enter"] * 4
+
+
+def test_time_is_the_media_time_when_given():
+    """A file processed 50 times faster than real time: the wall clock (the events' stamps) moves 10 ms per result,
+    the video 0.5 s. Ages are measured in the video's time: a person unseen for 3 results (1.5 s of video) exits,
+    stamped with the wall-clock time last seen."""
+    def feed(tracker, media):
+        for i in range(10):
+            people = [person(300 + 5 * i, 250)] if i < 4 else []
+            tracker.update(frame(*people)[0], i * 5, T0 + 0.01 * i, media_time=0.5 * i if media else None)
+
+    rec = Recorder()
+    feed(Tracker(on_event=rec), media=True)
+    assert [(kind, f, ts) for kind, _, f, ts, _ in rec.events] == [("enter", 0, T0), ("exit", 15, T0 + 0.03)]
+    # the wall clock alone, as before issue 15: 30 ms of being seen are too short to be born (birth_time 0.2 s)
+    rec = Recorder()
+    feed(Tracker(on_event=rec), media=False)
+    assert rec.events == []
+
+
+def test_reset_forgets_without_events_and_ids_keep_increasing():
+    rec = Recorder()
+    tracker = Tracker(on_event=rec, birth_time=0)
+    run(tracker, [[person(300, 250)]] * 3)
+    assert tracker.active_ids == [1]
+    tracker.close(3, T0 + 0.3)
+    tracker.reset()  # what a stream loss does: close() for the exits, reset() for the new stream
+    assert tracker.people_count == 0 and rec.kinds() == [("enter", 1), ("exit", 1)]
+    ids = run(tracker, [[person(300, 250)]] * 3)  # frame indices start at 0 again
+    assert ids[-1] == [2]
+    tracker.update(frame(person(300, 250))[0], 3, T0 + 0.3)
+    tracker.reset()  # without close(): no exit
+    assert rec.kinds() == [("enter", 1), ("exit", 1), ("enter", 2)]
+    assert run(tracker, [[person(300, 250)]] * 2)[-1] == [3]
