@@ -12,9 +12,10 @@ The algorithm, for each call of :meth:`Tracker.update`:
 2. **Compare.** Each prediction is compared with each detection by a similarity in [0, 1]: the mean of a keypoint
    similarity and the overlap (IoU) of the boxes. The keypoint similarity is COCO's OKS (per-keypoint sigmas,
    scaled by the person's area) whose tolerance grows with the time since the track was last seen
-   (``motion_noise`` person heights per second), so that a first match, or one after a long step, needs no
-   velocity. With fewer than ``min_common_keypoints`` keypoints in common, the box overlap alone. A gate rules a
-   pair out when the boxes' centres lie farther apart than ``gate + max_speed × elapsed time`` person heights.
+   (``motion_noise`` person heights per second, ``max_speed`` for a track without a velocity yet), so that a first
+   match, or one after a long step, needs no velocity. With fewer than ``min_common_keypoints`` keypoints in
+   common, the box overlap alone. A gate rules a pair out when the boxes' centres lie farther apart than
+   ``gate + max_speed × elapsed time`` person heights (the track's).
 3. **Associate, in the spirit of ByteTrack.** Optimal assignment (Hungarian, ``scipy.optimize.linear_sum_assignment``)
    of the confident detections (``confidence``: sum of keypoint scores over 18 at least ``high_confidence``) to the
    people (born tracks, including those lost for less than ``max_age``: a person re-found keeps the id); then of
@@ -193,7 +194,8 @@ class Tracker:
         (defaults 0.5 and 2.0 heights per second).
     motion_noise : float
         Person heights per second by which a person may stray from the predicted path (default 0.5): the keypoint
-        similarity's tolerance grows by this much per second since the track was last seen.
+        similarity's tolerance grows by this much per second since the track was last seen (by ``max_speed`` for a
+        candidate seen once, whose velocity is not known yet).
     high_confidence : float
         Detections whose confidence (sum of keypoint scores / 18, in [0, 1]) is at least this are matched first
         and may start tracks (default 0.15); the others only continue tracks (ByteTrack's second stage).
@@ -477,7 +479,9 @@ class Tracker:
         d = t_kp[:, :, :2] + shift[ti][:, None, :] - keypoints[di, :, :2]    # (K, 18, 2)
         area = np.maximum(t_w * t_h, _MIN_SIZE * _MIN_SIZE)[ti]
         # OKS's tolerance per keypoint (a variance), widened by how far the person may stray in dt
-        tol = 2.0 * (area[:, None] * _OKS_K2[None, :] + ((self.motion_noise * dt * size)[ti] ** 2)[:, None])
+        # (a track without a velocity yet may have moved anywhere up to max_speed)
+        noise = np.where(self._moving, self.motion_noise, self.max_speed)
+        tol = 2.0 * (area[:, None] * _OKS_K2[None, :] + ((noise * dt * size)[ti] ** 2)[:, None])
         e = np.exp(-(d[:, :, 0] ** 2 + d[:, :, 1] ** 2) / tol)
         # averaged over the keypoints seen in either (COCO divides by the ground truth's): a partial detection
         # (a stray leg) must not outscore the whole person it overlaps
