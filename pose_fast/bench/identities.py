@@ -13,8 +13,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["STRIDES", "COST_PEOPLE", "TARGET_IDF1", "TARGET_TRACKER_MS", "VideoPoses", "decode_video", "track_run",
-           "idf1", "compare_runs", "pan", "tracker_cost", "measure_identities"]
+__all__ = ["STRIDES", "COST_PEOPLE", "TARGET_IDF1", "TARGET_TRACKER_MS", "MAX_TRACKING_FRAMES", "PAN_STEP",
+           "VideoPoses", "decode_video", "track_run", "idf1", "compare_runs", "pan", "tracker_cost",
+           "measure_identities", "identity_targets"]
 
 #: Every Nth frame compared with the full-rate run (issue 15), and the targets at N = 5: IDF1 against the full-rate
 #: tracks >= 0.9, the same number of people +-1, enter and exit counts within 10 %; tracker < 0.2 ms per result
@@ -23,6 +24,8 @@ STRIDES = (2, 3, 5)
 TARGET_IDF1 = 0.9
 TARGET_TRACKER_MS = 0.2
 COST_PEOPLE = 10
+#: Frames of the bench video decoded for the identities section (from its start).
+MAX_TRACKING_FRAMES = 600
 #: The synthetic pan: every result's poses shifted sideways by this share of the frame width, one more step each.
 PAN_STEP = 0.05
 
@@ -207,3 +210,18 @@ def measure_identities(videos: Sequence[VideoPoses], strides: Sequence[int] = ST
             rows.append({"video": video.name, "frames": len(video), "fps": video.fps, "stride": stride,
                          **compare_runs(reference, run), "pan": pan(video, stride)})
     return {"rows": rows, "cost": tracker_cost(), "strides": list(strides)}
+
+
+def identity_targets(tracking: Optional[dict]) -> List[dict]:
+    """The (name, value, threshold, op, unit, note) of the two tracker targets, from a ``measure_identities`` result
+    (None: not measured): the lowest IDF1 at stride 5 over the videos, and the cost per result for 10 people."""
+    rows = [row for row in (tracking or {}).get("rows", []) if row["stride"] == 5]
+    cost = (tracking or {}).get("cost")
+    note = "" if tracking else "not measured"
+    return [
+        {"name": "tracker IDF1 on every 5th frame against the full-rate tracks (lowest over the videos)",
+         "value": min(row["idf1"] for row in rows) if rows else None, "threshold": TARGET_IDF1, "op": ">=",
+         "unit": "share", "note": note if not rows else ""},
+        {"name": f"tracker update, {COST_PEOPLE} people in view (p50 ms)", "value": cost["ms_p50"] if cost else None,
+         "threshold": TARGET_TRACKER_MS, "op": "<=", "unit": "ms", "note": note},
+    ]
