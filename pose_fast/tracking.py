@@ -302,7 +302,7 @@ class Tracker:
         visible = keypoints[:, :, 2] > self.keypoint_threshold
         d_box = _boxes(keypoints[:, :, :2], visible)
         fragment = self._fragments(keypoints, visible, d_box, getattr(poses, "scores", None))
-        confidence = np.where(visible, keypoints[:, :, 2], 0.0).sum(1) / NUM_KEYPOINTS
+        confidence = (keypoints[:, :, 2] * visible).sum(1) / NUM_KEYPOINTS
         high = (confidence >= self.high_confidence) & ~fragment
         match = np.full(n_det, -1, dtype=np.intp)  # detection -> index into self._tracks
         if tracks and n_det:
@@ -431,11 +431,16 @@ class Tracker:
         if n < 2 or self.fragment_distance == 0:
             return out
         height = box[:, 3] - box[:, 1]
+        limit = self.fragment_distance * np.maximum(height[:, None], height[None, :])
+        # only poses whose boxes come within the limit of each other can share a keypoint's place
+        apart = ((box[:, None, :2] > box[None, :, 2:] + limit[:, :, None])
+                 | (box[None, :, :2] > box[:, None, 2:] + limit[:, :, None])).any(-1)
+        if apart.sum() == n * (n - 1):
+            return out
         x = np.where(visible, keypoints[:, :, 0], np.nan)  # NaN: never close to anything
         y = np.where(visible, keypoints[:, :, 1], np.nan)
         dx = x[:, None, :] - x[None, :, :]
         dy = y[:, None, :] - y[None, :, :]
-        limit = self.fragment_distance * np.maximum(height[:, None], height[None, :])
         close = (dx * dx + dy * dy < (limit * limit)[:, :, None]).any(-1)      # (P, P)
         np.fill_diagonal(close, False)
         if not close.any():
@@ -485,7 +490,7 @@ class Tracker:
         e = np.exp(-(d[:, :, 0] ** 2 + d[:, :, 1] ** 2) / tol)
         # averaged over the keypoints seen in either (COCO divides by the ground truth's): a partial detection
         # (a stray leg) must not outscore the whole person it overlaps
-        oks = np.where(common, e, 0.0).sum(1) / np.maximum((t_vis | vis).sum(1), 1)
+        oks = (e * common).sum(1) / np.maximum((t_vis | vis).sum(1), 1)
         iou = _iou_pairs(t_box[ti], d_box[di])
         sim[ti, di] = np.where(n_common >= self.min_common_keypoints, 0.5 * (oks + iou), iou)
         return sim
@@ -507,14 +512,14 @@ class Tracker:
 
     def _continue(self, rows, kp, vis, box, now, frame_index, timestamp):
         """Matched tracks ``rows`` take the detections ``kp``: velocity, keypoints, time last seen."""
-        new = np.where(vis[:, :, None], kp, 0.0)
+        new = kp * vis[:, :, None]
         old = self._kp[rows]
         common = vis & (old[:, :, 2] > 0)                                      # (M, 18)
         n = common.sum(1)
         dt = now - self._seen[rows]
         ok = (n > 0) & (dt > 0)
         if ok.any():
-            shift = np.where(common[:, :, None], new[:, :, :2] - old[:, :, :2], 0.0).sum(1)
+            shift = ((new[:, :, :2] - old[:, :, :2]) * common[:, :, None]).sum(1)
             step = shift / np.maximum(n * dt, 1e-9)[:, None]                  # pixels per second
             vel, moving = self._vel[rows], self._moving[rows]
             blended = np.where(moving[:, None], 0.5 * vel + 0.5 * step, step)
@@ -538,7 +543,7 @@ class Tracker:
             self._tracks.append(_Track(int(frame_index), float(timestamp), now,
                                        OneEuroFilter(*self._filter_args) if self.smoothing else None))
         match[dets] = np.arange(first, first + dets.size)
-        new = np.where(visible[dets][:, :, None], keypoints[dets], 0.0)
+        new = keypoints[dets] * visible[dets][:, :, None]
         self._kp = np.concatenate([self._kp, new])
         self._box = np.concatenate([self._box, box[dets]])
         self._vel = np.concatenate([self._vel, np.zeros((dets.size, 2))])
@@ -579,9 +584,8 @@ class Tracker:
 
 def _boxes(xy, vis):
     """(N, 4) boxes (x0, y0, x1, y1) of the visible points; zeros for none."""
-    x, y = xy[..., 0], xy[..., 1]
-    box = np.stack([np.where(vis, x, np.inf).min(1), np.where(vis, y, np.inf).min(1),
-                    np.where(vis, x, -np.inf).max(1), np.where(vis, y, -np.inf).max(1)], axis=1)
+    box = np.concatenate([np.where(vis[..., None], xy, np.inf).min(1), np.where(vis[..., None], xy, -np.inf).max(1)],
+                         axis=1)
     box[~vis.any(1)] = 0.0
     return box
 
