@@ -182,7 +182,7 @@ def tracking_lines(report: dict) -> List[str]:
               "IDF1: the ids paired one to one so as to agree on the most detections, over the frames both runs "
               "saw. Enters and exits: the tracker's events; *full* is the full-rate run's figure.", "",
               "| video | every Nth frame | results | IDF1 | people (full) | enters (full) | exits (full) | "
-              "pan IDF1 | pan people |",
+              "pan IDF1 | pan people (without the pan) |",
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in tracking["rows"]:
         p = row["pan"]
