@@ -30,6 +30,7 @@ OLDEST_PINS=(
     "waitress==2.1.1"
     "platformdirs==2.6.0"
     "tomli==1.1.0"
+    "scipy==1.7.0"
 )
 TEST_DEPS=("pytest>=7" "pytest-benchmark>=4" "hypothesis>=6" "requests>=2.25")  # pytest-benchmark: addopts has --benchmark-disable
 BUILD_DEPS=("setuptools>=61" "wheel" "Cython>=3.0")

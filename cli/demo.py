@@ -35,7 +35,8 @@ class _Progress:
 def _summary(stats: dict, source, engine_text: str) -> str:
     stages = stats["stages"]
     lines = [
-        f"{source.describe()}",
+        f"{source.describe()}" + (f", 1 frame in {source.stride} inferred (--stride)"
+                                  if getattr(source, "stride", 1) > 1 else ""),
         f"engine: {engine_text}",
         f"{stats['frames']} frames in {stats['elapsed_s']:.1f} s: {stats['fps']:.2f} FPS mean ({stats['mode']} "
         f"mode, {stats['in_flight']} in flight), {stats['dropped']} stale frames dropped, "
@@ -86,13 +87,16 @@ def _has_display() -> bool:
               help="Play a video file at its own frame rate, like a camera (newest frame wins). Default: on in a "
                    "window, off headless (every frame, as fast as the device goes).")
 @click.option("--keep-fragments", is_flag=True, help="Also write the fragments to --json (as \"fragments\").")
+@click.option("--stride", default=1, show_default=True, type=int, metavar="N",
+              help="Infer on every Nth frame of a video file only, skipping the others undecoded (their time "
+                   "still counts): how a slow device sees a camera. Files only.")
 @click.option("--reconnect/--no-reconnect", default=True, show_default=True,
               help="On a camera or live stream: when it stalls or ends, reopen it (backoff 0.5 s doubling to 30 s), "
                    "forever; the run ends only on Ctrl-C, SIGTERM or --limit. Files are never reopened.")
 @click.option("--stall-timeout", default=DEFAULT_STALL_TIMEOUT, show_default=True, type=click.FloatRange(0.1, 3600),
               help="Seconds without a frame that count as a lost stream.")
 def demo(device_name, video_url, precision, model, input_height, mode, output, json_path, no_show, loop, limit,
-         db, no_db, server, min_pose_score, requests, realtime, keep_fragments, reconnect, stall_timeout):
+         db, no_db, server, min_pose_score, requests, realtime, keep_fragments, stride, reconnect, stall_timeout):
     """Show poses over a camera, a video file or a stream.
 
     In the window, q or Esc quits and space pauses. At the end a summary gives frames, mean FPS and per-stage
@@ -103,14 +107,17 @@ def demo(device_name, video_url, precision, model, input_height, mode, output, j
 
     if db and no_db:
         raise UserError("--db and --no-db contradict each other: give one")
+    if stride < 1:
+        raise UserError(f"--stride must be 1 or more (infer on every Nth frame), got {stride}")
     if not no_show and not _has_display():
         click.echo("note: no display (DISPLAY is not set), so no window: running headless; add --output or --json "
                    "to keep the results", err=True)
         no_show = True
     if realtime is None:
-        realtime = not no_show
+        realtime = not no_show and stride == 1
     try:
-        source = open_source(video_url, realtime=realtime, read_timeout_ms=int(stall_timeout * 1000))
+        source = open_source(video_url, realtime=realtime, stride=stride,
+                             read_timeout_ms=int(stall_timeout * 1000))
     except SourceError as exc:
         raise UserError(str(exc)) from None
     if source.live and source.kind != "file" and reconnect:
@@ -162,6 +169,7 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
                 total = None  # frames the progress bar counts to: none for cameras, streams, endless loops
                 if not source.live:
                     count = None if loop else source.frame_count  # None: a file whose container does not say
+                    count = count and -(-count // source.stride)  # frames inferred: every stride-th
                     total = min(count, limit or count) if count else limit
                 if total and sys.stderr.isatty():  # a bar in a log file is noise
                     bar = stack.enter_context(click.progressbar(length=total, label="frames", file=sys.stderr,
@@ -200,7 +208,7 @@ def _ended_too_soon(source, pipe) -> Optional[str]:
     if pipe is None or pipe.stop_reason != "end":
         return None
     if getattr(source, "ended_early", False):
-        return (f"{source.spec} ended at frame {source.frames_read} of {source.frame_count}: the file is truncated "
+        return (f"{source.spec} ended at frame {source.ended_at} of {source.frame_count}: the file is truncated "
                 f"or damaged, or its stream broke off")
     if source.live and source.kind != "file":
         return (f"{source.spec} stopped giving frames after {source.frames_read} (--no-reconnect: not reopened; "

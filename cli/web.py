@@ -191,8 +191,8 @@ def web(host, port, demo_video, cameras, config_file, stall_timeout, snapshot_ke
     /healthz and /readyz.
 
     Every camera runs from start-up, whether or not anyone watches; one that stalls or drops is reopened (backoff
-    up to 30 s) forever. Open the printed URL in a browser. ?device-name=CPU|GPU|MYRIAD|AUTO picks the inference device; the page
-    offers the devices this machine has. Ctrl-C stops the server and commits the recorded events.
+    up to 30 s) forever. Open the printed URL in a browser. ?device-name=CPU|GPU|MYRIAD|AUTO picks the inference
+    device; the page offers the devices this machine has. Ctrl-C stops the server and commits the recorded events.
     """
     from pose_fast.cameras import CameraConfigError, cameras_from_config, load_config_file, parse_cameras
     from pose_fast.events import exit_on_sigterm

@@ -119,10 +119,20 @@ class FrameSource:
         such a source is live.
     reallocations : int
         Reads where OpenCV did not write into the given array (always 0 with :class:`FrameRing` slots).
+    stride : int
+        :meth:`read` returns every ``stride``-th frame of a file and skips the others cheaply (``grab()``, no
+        decoding); 1 (the default) returns every frame. Not for live sources.
+    media_time : float
+        Seconds on the source's own time line of the frame :meth:`read` returned last: for a file, its position
+        (frame index / fps, counting on across ``rewind``), whatever the speed of reading; for a camera or a live
+        stream, the monotonic clock when it arrived. What the tracker measures time and motion in.
     """
 
     def __init__(self, spec, *, open_timeout_ms: int = DEFAULT_OPEN_TIMEOUT_MS,
-                 read_timeout_ms: int = DEFAULT_READ_TIMEOUT_MS, realtime: bool = False):
+                 read_timeout_ms: int = DEFAULT_READ_TIMEOUT_MS, realtime: bool = False, stride: int = 1):
+        if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
+            raise SourceError(f"stride must be an integer >= 1 (infer on every Nth frame), got {stride!r}")
+        self.stride = int(stride)
         self.kind, self._target = parse_spec(spec)
         self.spec = str(spec)
         self.open_timeout_ms = int(open_timeout_ms)
@@ -131,6 +141,7 @@ class FrameSource:
         self.frames_read = 0
         self.restarts = 0
         self.ended_early = False  # the last read found the end well before the frame count: truncated, damaged
+        self.ended_at = 0  # frames of the file before the end the last read found
         self._lock = threading.Lock()
         self._cap = None
         self._pending = None
@@ -149,6 +160,14 @@ class FrameSource:
         self._interval = 1.0 / (self.fps or 25.0)
         self._due = None
         self._pending = first
+        self._position = -1      # index in the current pass of the frame read last
+        self._time_offset = 0.0  # seconds of the passes before this one (--loop)
+        self.media_time = 0.0
+        if self.stride > 1 and self.live:
+            self.close()
+            what = {"camera": "camera", "file": "file", "url": "stream"}[self.kind]
+            raise SourceError(f"a stride of {self.stride} needs a video file read as fast as it decodes, but {what} "
+                              f"{self.spec} is live (a camera, a stream, or a file played in real time)")
 
     # -- opening ---------------------------------------------------------------------------------------------------
     def _open(self) -> None:
@@ -230,21 +249,38 @@ class FrameSource:
             frame, self._pending = self._pending, None
             self._store(frame, into, probe=True)
             self.frames_read += 1
+            self._stamp()
             return into
+        if self.stride > 1 and self._position >= 0:
+            for _ in range(self.stride - 1):  # skipped, not decoded
+                if not self._cap.grab():
+                    return self._end()
+                self._position += 1
         pointer = into.ctypes.data
         try:
             ok, frame = self._cap.read(into)
         except cv2.error:  # a layout OpenCV cannot wrap (e.g. Fortran order): decode, then copy
             ok, frame = self._cap.read()
         if not ok or frame is None:
-            count = self.frame_count
-            if count and not self.live:  # containers round their count a little: allow 1 % (at least 3 frames)
-                self.ended_early = self.frames_read + max(3, count // 100) < count
-            return None
+            return self._end()
         if frame is not into or frame.ctypes.data != pointer:
             self._store(frame, into)
         self.frames_read += 1
+        self._stamp()
         return into
+
+    def _end(self) -> None:  # returns None: the end
+        count, self.ended_at = self.frame_count, self._position + 1
+        if count and not self.live:  # containers round their count a little: allow 1 % (at least 3 frames)
+            self.ended_early = self.ended_at + max(3, count // 100) < count
+        return None
+
+    def _stamp(self) -> None:
+        self._position += 1
+        if self.live and not self.realtime:
+            self.media_time = time.monotonic()
+        else:  # a file's own time line (a realtime file too: its frames are paced, and stale ones dropped)
+            self.media_time = self._time_offset + self._position * self._interval
 
     def _pace(self) -> None:
         now = time.monotonic()
@@ -270,6 +306,8 @@ class FrameSource:
             return False
         self.restarts += 1
         self.ended_early = False
+        self._time_offset += (self._position + 1) * self._interval
+        self._position = -1
         # a container without a frame count (a raw MJPEG stream) says the seek worked and then reads nothing: reopen
         if (self.frame_count is not None and self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
                 and self._cap.get(cv2.CAP_PROP_POS_FRAMES) == 0):
@@ -316,6 +354,8 @@ def open_source(spec="0", **kwargs) -> FrameSource:
         For URLs: how long FFmpeg waits to connect and for data, so an unreachable address fails fast.
     realtime : bool
         Read a file at its own frame rate, like a camera (a live source: the latency mode drops stale frames).
+    stride : int
+        Return every Nth frame of a file, skipping the others without decoding them (not for live sources).
     """
     return FrameSource(spec, **kwargs)
 
@@ -323,14 +363,16 @@ def open_source(spec="0", **kwargs) -> FrameSource:
 class FrameSlot:
     """One preallocated frame buffer of a :class:`FrameRing` and what the pipeline knows about its frame."""
 
-    __slots__ = ("array", "slot_id", "refs", "frame_index", "timestamp", "captured_at", "capture_ms", "epoch")
+    __slots__ = ("array", "slot_id", "refs", "frame_index", "timestamp", "media_time", "captured_at", "capture_ms",
+                 "epoch")
 
     def __init__(self, array: np.ndarray, slot_id: int):
         self.array = array
         self.slot_id = slot_id
         self.refs = 0
         self.frame_index = -1
-        self.timestamp = 0.0
+        self.timestamp = 0.0   # wall clock (time.time()) when read: what events are stamped with
+        self.media_time = 0.0  # the source's media_time of the frame: what the tracker measures time in
         self.captured_at = 0.0
         self.capture_ms = 0.0
         self.epoch = 0  # the source's losses before this frame (pose_fast.supervisor)

@@ -366,9 +366,10 @@ class Pipeline:
             done = time.perf_counter()
             if frame is not None:
                 slot.frame_index = self._frame_index
-                self._frame_index += 1
+                self._frame_index += getattr(self.source, "stride", 1)  # a file's own index with --stride
                 slot.epoch = getattr(self.source, "epoch", 0)
                 slot.timestamp = time.time()
+                slot.media_time = getattr(self.source, "media_time", slot.timestamp)
                 slot.captured_at = done
                 slot.capture_ms = (done - start) * 1000.0
                 return slot
@@ -560,7 +561,8 @@ class Pipeline:
         else:
             poses, fragments = self.person_filter.split(poses)
             if self.tracker is not None:
-                track_ids = labels = np.asarray(self.tracker.update(poses, slot.frame_index, slot.timestamp))
+                track_ids = labels = np.asarray(self.tracker.update(poses, slot.frame_index, slot.timestamp,
+                                                                         media_time=slot.media_time))
             else:
                 track_ids, labels = None, order_numbers(poses.keypoints)
         now = time.perf_counter()

@@ -104,6 +104,8 @@ class SupervisedSource:
         self.last_outage_s: Optional[float] = None
         self.frames_read = 0
         self.reallocations = 0
+        self.stride = 1
+        self.media_time = 0.0  # the monotonic clock at the last frame: a live source's time line
         self._last_frame = time.monotonic()
         self._back_at: Optional[float] = None
 
@@ -136,7 +138,7 @@ class SupervisedSource:
             else:
                 error = None
             if frame is not None:
-                self._last_frame = time.monotonic()
+                self._last_frame = self.media_time = time.monotonic()
                 self.frames_read += 1
                 return frame
             if self._interrupted.is_set():

@@ -1,18 +1,42 @@
-"""Identities over time: match each frame's poses to tracks, with hysteresis, and report enter/exit events.
+"""Identities over time: match each result's poses to tracks and report enter/exit events, in seconds, not frames.
 
-The tracker follows norfair's idea: a new identity is *born* only after it was seen in several recent frames, and it
-*dies* only after it was missed for a while. One missed detection therefore neither ends a person nor starts a new
-one, and a flickering false detection never becomes a person.
+The tracker sees whatever results the pipeline delivers: every frame of a file, or every 4th to 6th frame of a camera
+when the device keeps up with only a few inferences per second. Every parameter is therefore in seconds or in person
+heights, and motion is measured in pixels per second over the real time between two results (the ``media_time`` of
+each call: a file's own timestamps, a live source's clock).
 
-Matching uses an OKS-style keypoint similarity (COCO's object keypoint similarity, computed between a track's
-predicted keypoints and a detection) and falls back to the overlap of the boxes when the two share too few visible
-keypoints. Tracks move with a constant-velocity prediction, so people who cross keep their identities.
+The algorithm, for each call of :meth:`Tracker.update`:
+
+1. **Predict.** Every track moves by its velocity (pixels per second, a running mean of its last displacements)
+   times the time since it was last seen. A new candidate has no velocity yet and stays where it was.
+2. **Compare.** Each prediction is compared with each detection by a similarity in [0, 1]: the mean of a keypoint
+   similarity and the overlap (IoU) of the boxes. The keypoint similarity is COCO's OKS (per-keypoint sigmas,
+   scaled by the person's area) whose tolerance grows with the time since the track was last seen
+   (``motion_noise`` person heights per second, ``max_speed`` for a track without a velocity yet), so that a first
+   match, or one after a long step, needs no velocity. With fewer than ``min_common_keypoints`` keypoints in
+   common, the box overlap alone. A gate rules a pair out when the boxes' centres lie farther apart than
+   ``gate + max_speed × elapsed time`` person heights (the track's).
+3. **Associate, in the spirit of ByteTrack.** Optimal assignment (Hungarian, ``scipy.optimize.linear_sum_assignment``)
+   of the confident detections (``confidence``: sum of keypoint scores over 18 at least ``high_confidence``) to the
+   people (born tracks, including those lost for less than ``max_age``: a person re-found keeps the id); then of
+   the remaining low-confidence detections to the remaining people; then of what is left to the candidates. A pair
+   is kept only at ``min_similarity`` or more. Confident detections still unmatched start new candidates; the
+   low-confidence ones get id -1.
+4. **Birth and death (norfair's hysteresis, in time).** A candidate becomes a person (new id, an ``enter`` event)
+   once followed for ``birth_time`` seconds, matched at least ``min_hits`` times and in most of its results within
+   the last ``hit_window`` seconds; one missed more often than matched, or not seen for ``hit_window``, is dropped
+   silently. A person dies (an ``exit`` event) when
+   not matched for more than ``max_age`` seconds and at least ``min_misses`` results in a row.
+
+Decoder fragments (one body split in two, see ``fragment_distance``) never match and never start a track. With
+``smoothing``, matched keypoints are One-Euro filtered in place. Ids increase over the tracker's life, across
+:meth:`Tracker.close` and :meth:`Tracker.reset`.
 
 Example
 -------
 >>> tracker = Tracker(on_event=lambda kind, tid, frame, ts, count: print(kind, tid))
->>> ids = tracker.update(poses, frame_index, time.time())   # doctest: +SKIP
->>> tracker.close(last_frame_index, time.time())             # doctest: +SKIP
+>>> ids = tracker.update(poses, frame_index, time.time(), media_time=seconds_into_the_video)  # doctest: +SKIP
+>>> tracker.close(last_frame_index, time.time())                                               # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -20,6 +44,7 @@ import math
 from typing import Callable, List, Optional
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from .skeleton import NUM_KEYPOINTS
 
@@ -33,6 +58,8 @@ KEYPOINT_SIGMAS = np.array(
     [0.026, 0.079, 0.079, 0.072, 0.062, 0.079, 0.072, 0.062, 0.107, 0.087, 0.089, 0.107, 0.087, 0.089,
      0.025, 0.025, 0.035, 0.035], dtype=np.float64)
 _OKS_K2 = (2.0 * KEYPOINT_SIGMAS) ** 2  # COCO's "vars"
+_IOU_PAD = np.array([-8.0, -8.0, 8.0, 8.0])  # pixels around each box, so that single points can overlap
+_MIN_SIZE = 32.0  # pixels: the least person height (and sqrt of the least area) used for scales and gates
 
 
 def _check_int(name, value, low, high=None):
@@ -113,31 +140,26 @@ class OneEuroFilter:
 
 
 class _Track:
-    __slots__ = ("id", "keypoints", "velocity", "box_size", "history", "misses", "first_frame", "first_time",
-                 "last_frame", "last_time", "last_clock", "born", "filter", "filter_vis", "matched_now")
+    """What the tracker knows of one track besides its arrays (keypoints, velocity, time last seen)."""
 
-    def __init__(self, keypoints, frame_index, timestamp, clock, filter_):
+    __slots__ = ("id", "born", "looks", "misses", "first_frame", "first_time", "first_seen", "last_frame",
+                 "last_time", "filter", "filter_vis", "matched_now")
+
+    def __init__(self, frame_index, timestamp, clock, filter_):
         self.id = -1
-        self.keypoints = keypoints.astype(np.float64)  # (18, 3) last matched detection (raw)
-        self.velocity = np.zeros(2)                    # pixels per source frame
-        self.history = [True]                          # matched or not, one entry per update (most recent last)
-        self.misses = 0
-        self.first_frame, self.first_time = frame_index, timestamp
-        self.last_frame, self.last_time = frame_index, timestamp
-        self.last_clock = clock  # the tracker's monotonic clock when last seen (ages tracks)
         self.born = False
+        self.looks = [(clock, True)]  # (clock, matched) of each result since the candidate appeared (candidates)
+        self.misses = 0               # results in a row without a match
+        self.first_frame, self.first_time = frame_index, timestamp
+        self.first_seen = clock       # the tracker's clock when first seen
+        self.last_frame, self.last_time = frame_index, timestamp
         self.filter = filter_
         self.filter_vis = None
         self.matched_now = True
 
-    def predict(self, frame_index):
-        kp = self.keypoints.copy()
-        kp[:, :2] += self.velocity * (frame_index - self.last_frame)
-        return kp
-
 
 class Tracker:
-    """Stable person ids across frames, with hysteresis and enter/exit events.
+    """Stable person ids across results, with hysteresis in time and enter/exit events (algorithm: module docstring).
 
     Parameters
     ----------
@@ -145,28 +167,45 @@ class Tracker:
         ``on_event(kind, track_id, frame_index, timestamp, people_count)``, called in the thread that calls
         :meth:`update`/:meth:`close`. ``kind`` is ``"enter"`` when an id is born and ``"exit"`` when it dies.
         ``people_count`` is the number of people (born tracks) in view after the event. An enter is stamped with
-        the frame and time the person was first seen; an exit with the last frame and time they were seen.
-        Events are emitted in the order they are decided (an exit may carry an earlier time than the enter
-        emitted just before it).
+        the frame and ``timestamp`` the person was first seen; an exit with the last frame and ``timestamp`` they
+        were seen. Events are emitted in the order they are decided (an exit may carry an earlier time than the
+        enter emitted just before it).
+    birth_time : float
+        Seconds a candidate must be followed before it becomes a person (default 0.2: three frames at 10 fps, two
+        results 0.4 s apart at a few inferences per second).
     min_hits : int
-        A new person is born once matched in ``min_hits`` of the last ``hit_window`` updates (default 3 of 5).
-        ``min_hits=1`` makes every detection a person at once.
-    hit_window : int
-        See ``min_hits``; a candidate that can no longer reach ``min_hits`` is dropped silently.
+        It must also have been matched at least this many times (default 2), and in more than half of its results
+        within the last ``hit_window`` seconds. ``min_hits=1, birth_time=0`` makes every confident detection a
+        person at once.
+    hit_window : float
+        Seconds, see ``min_hits`` (default 1.0). A candidate not seen for this long, or missed more often than
+        matched, is dropped without an event.
     max_age : float
-        Seconds a born person may go unseen before the id dies (default 1.0), measured with the ``timestamp``
-        passed to :meth:`update`.
+        Seconds a person may go unseen before the id dies (default 1.0); until then the person can be re-found and
+        keeps the id.
     min_misses : int
-        An id also needs at least this many consecutive missed updates to die (default 2), so that a single missed
-        frame never ends a person, whatever the frame rate.
+        A person also needs at least this many results in a row without a match to die (default 2), so that one
+        missed result never ends a person, however slow the results come.
     min_similarity : float
-        Least similarity in (0, 1] (OKS, or box IoU for the fallback) for a detection to continue a track.
+        Least similarity in (0, 1] for a detection to continue a track (default 0.2).
+    gate, max_speed : float
+        A detection is never matched to a track whose predicted box centre lies farther than ``gate + max_speed *
+        dt`` track heights from the detection's box centre, ``dt`` being the seconds since the track was last seen
+        (defaults 0.5 and 2.0 heights per second).
+    motion_noise : float
+        Person heights per second by which a person may stray from the predicted path (default 0.5): the keypoint
+        similarity's tolerance grows by this much per second since the track was last seen (by ``max_speed`` for a
+        candidate seen once, whose velocity is not known yet).
+    high_confidence : float
+        Detections whose confidence (sum of keypoint scores / 18, in [0, 1]) is at least this are matched first
+        and may start tracks (default 0.15); the others only continue tracks (ByteTrack's second stage).
     keypoint_threshold : float
         Keypoints with a score at or below this are treated as missing.
     min_common_keypoints : int
-        Keypoints visible in both the track and the detection needed for OKS; fewer means box matching.
+        Keypoints visible in both the track and the detection needed for the keypoint similarity; fewer means the
+        box overlap alone.
     fragment_distance : float
-        Two poses of one frame that place the same keypoint closer than this fraction of the taller one's height,
+        Two poses of one result that place the same keypoint closer than this fraction of the taller one's height,
         and otherwise show mostly different keypoints (at most a third of the weaker one's are in both), are taken
         as one person split in two by the decoder: the lower-scoring one is a fragment, gets id -1 and never starts
         a track (default 0.05; 0 turns this off).
@@ -182,8 +221,10 @@ class Tracker:
         With a one-line message naming the bad parameter and the value given.
     """
 
-    def __init__(self, on_event: Optional[EventCallback] = None, *, min_hits: int = 3, hit_window: int = 5,
-                 max_age: float = 1.0, min_misses: int = 2, min_similarity: float = 0.2,
+    def __init__(self, on_event: Optional[EventCallback] = None, *, birth_time: float = 0.2, min_hits: int = 2,
+                 hit_window: float = 1.0,
+                 max_age: float = 1.0, min_misses: int = 2, min_similarity: float = 0.2, gate: float = 0.5,
+                 max_speed: float = 2.0, motion_noise: float = 0.5, high_confidence: float = 0.15,
                  keypoint_threshold: float = 0.0, min_common_keypoints: int = 3, fragment_distance: float = 0.05,
                  smoothing: bool = False,
                  min_cutoff: float = 1.0, beta: float = 0.01, d_cutoff: float = 1.0):
@@ -191,13 +232,16 @@ class Tracker:
             raise ValueError(f"on_event must be a callable(kind, track_id, frame_index, timestamp, people_count) "
                              f"or None, got {on_event!r}")
         self.on_event = on_event
+        self.birth_time = _check_float("birth_time", birth_time, 0.0, low_open=False)
         self.min_hits = _check_int("min_hits", min_hits, 1)
-        self.hit_window = _check_int("hit_window", hit_window, 1)
-        if self.hit_window < self.min_hits:
-            raise ValueError(f"hit_window must be >= min_hits ({self.min_hits}), got {self.hit_window}")
+        self.hit_window = _check_float("hit_window", hit_window, 0.0)
         self.max_age = _check_float("max_age", max_age, 0.0)
         self.min_misses = _check_int("min_misses", min_misses, 1)
         self.min_similarity = _check_float("min_similarity", min_similarity, 0.0, 1.0)
+        self.gate = _check_float("gate", gate, 0.0)
+        self.max_speed = _check_float("max_speed", max_speed, 0.0, low_open=False)
+        self.motion_noise = _check_float("motion_noise", motion_noise, 0.0, low_open=False)
+        self.high_confidence = _check_float("high_confidence", high_confidence, 0.0, 1.0, low_open=False)
         self.keypoint_threshold = _check_float("keypoint_threshold", keypoint_threshold, 0.0, 1.0,
                                                low_open=False, high_open=True)
         self.min_common_keypoints = _check_int("min_common_keypoints", min_common_keypoints, 1, NUM_KEYPOINTS)
@@ -208,11 +252,8 @@ class Tracker:
         # validate the filter parameters even when smoothing is off, so a typo shows at once
         OneEuroFilter(min_cutoff, beta, d_cutoff)
         self._filter_args = (min_cutoff, beta, d_cutoff)
-        self._tracks: List[_Track] = []
         self._next_id = 1
-        self._last_frame = None
-        self._last_time = None
-        self._clock = 0.0
+        self.reset()
 
     # -- public state -----------------------------------------------------------------------------------------
     @property
@@ -223,11 +264,11 @@ class Tracker:
     @property
     def active_ids(self) -> List[int]:
         """Ids of the born tracks, in birth order."""
-        return [t.id for t in self._tracks if t.born]
+        return sorted(t.id for t in self._tracks if t.born)
 
     # -- main entry points --------------------------------------------------------------------------------------
-    def update(self, poses, frame_index: int, timestamp: float) -> np.ndarray:
-        """Match this frame's poses to tracks.
+    def update(self, poses, frame_index: int, timestamp: float, media_time: Optional[float] = None) -> np.ndarray:
+        """Match this result's poses to tracks.
 
         Parameters
         ----------
@@ -236,75 +277,89 @@ class Tracker:
         frame_index : int
             Index of the frame in its source; must increase from call to call (gaps are fine).
         timestamp : float
-            Seconds since the epoch (``time.time()``) of the frame. Ages are measured from the increases of the
-            timestamps, so a wall clock stepped back (NTP) ages nobody and is not an error.
+            Seconds since the epoch (``time.time()``) of the frame: what the events are stamped with.
+        media_time : float, optional
+            Seconds on the source's own time line (a file's position, a live source's monotonic clock), which
+            every time parameter and the motion are measured in; ``timestamp`` when not given. Only its increases
+            count, so a clock stepped back (NTP) ages nobody and is not an error.
 
         Returns
         -------
         ndarray, shape (P,), int64
-            The track id of each pose, or -1 while its track is not yet born.
+            The track id of each pose, or -1 while its track is not yet born (and for fragments).
         """
         keypoints = self._check_call(poses, frame_index, timestamp)
-        if self._last_time is not None:
-            self._clock += max(0.0, timestamp - self._last_time)  # a wall-clock step back ages nobody
-        self._last_frame, self._last_time = int(frame_index), float(timestamp)
+        media = timestamp if media_time is None else _check_float("media_time", media_time, -math.inf)
+        if self._last_media is not None:
+            self._clock += max(0.0, media - self._last_media)  # a clock stepped back ages nobody
+        self._last_frame, self._last_time, self._last_media = int(frame_index), float(timestamp), media
+        now = self._clock
         n_det = keypoints.shape[0]
-        for track in self._tracks:
+        tracks = self._tracks
+        for track in tracks:
             track.matched_now = False
 
         visible = keypoints[:, :, 2] > self.keypoint_threshold
-        fragment = self._fragments(keypoints, visible, getattr(poses, "scores", None))
+        d_box = _boxes(keypoints[:, :, :2], visible)
+        fragment = self._fragments(keypoints, visible, d_box, getattr(poses, "scores", None))
+        confidence = (keypoints[:, :, 2] * visible).sum(1) / NUM_KEYPOINTS
+        high = (confidence >= self.high_confidence) & ~fragment
         match = np.full(n_det, -1, dtype=np.intp)  # detection -> index into self._tracks
-        if self._tracks and n_det:
-            sim = self._similarity(keypoints, visible, frame_index)
-            sim[:, fragment] = -1.0  # never matched
-            taken = np.zeros(n_det, dtype=bool)
-            # born tracks choose first, so that a flickering candidate never steals a person's detection
-            for born in (True, False):
-                rows = [i for i, t in enumerate(self._tracks) if t.born == born]
-                if rows:
-                    self._greedy(sim, rows, taken, match)
+        if tracks and n_det:
+            sim = self._similarity(keypoints, visible, d_box, now)
+            born = np.fromiter((t.born for t in tracks), bool, len(tracks))
+            free = ~fragment
+            taken = np.zeros(len(tracks), bool)
+            # people first, confident detections, then low-confidence ones; then the candidates, whatever is left
+            self._assign(sim, born, high, match, free, taken)
+            if (free & ~high).any():
+                self._assign(sim, born, free, match, free, taken)
+            if not born.all():
+                self._assign(sim, ~born, free, match, free, taken)
 
         ids = np.full(n_det, -1, dtype=np.int64)
         births = []
-        for d in range(n_det):
-            if fragment[d]:
-                continue
-            if match[d] >= 0:
-                track = self._tracks[match[d]]
-                self._continue(track, keypoints[d], visible[d], frame_index, timestamp)
-            else:
-                track = _Track(np.where(visible[d][:, None], keypoints[d], 0.0), frame_index, timestamp,
-                               self._clock, OneEuroFilter(*self._filter_args) if self.smoothing else None)
-                self._tracks.append(track)
-                match[d] = len(self._tracks) - 1
+        matched = np.flatnonzero(match >= 0)
+        if matched.size:
+            self._continue(match[matched], keypoints[matched], visible[matched], d_box[matched], now, frame_index,
+                           timestamp)
+        start = np.flatnonzero((match < 0) & high)
+        if start.size:
+            self._start(start, keypoints, visible, d_box, now, frame_index, timestamp, match)
+        for d in np.flatnonzero(match >= 0).tolist():
+            track = self._tracks[match[d]]
             if self.smoothing:
-                self._smooth(poses.keypoints, d, track, visible[d], timestamp)
-            if not track.born and sum(track.history[-self.hit_window:]) >= self.min_hits:
+                self._smooth(poses.keypoints, d, track, visible[d], media)
+            if not track.born and self._can_be_born(track, now):
                 track.born = True
                 track.id = self._next_id
                 self._next_id += 1
                 births.append(track)
             ids[d] = track.id
 
-        deaths = []
-        keep = []
-        for track in self._tracks:
+        deaths, keep = [], []
+        for i, track in enumerate(self._tracks):
+            unseen = now - self._seen[i]
             if not track.matched_now:
-                track.history.append(False)
                 track.misses += 1
-            del track.history[:-self.hit_window]
+                if not track.born:
+                    track.looks.append((now, False))
             if track.born:
-                if (track.misses >= self.min_misses and self._clock - track.last_clock > self.max_age):
+                if track.misses >= self.min_misses and unseen > self.max_age:
                     deaths.append(track)
                     continue
-            elif track.misses > self.hit_window - self.min_hits:
-                continue  # a candidate that can no longer be born: dropped without an event
-            keep.append(track)
-        self._tracks = keep
+            else:
+                self._trim(track, now)
+                hits = sum(hit for _, hit in track.looks)
+                if unseen >= self.hit_window or 2 * hits < len(track.looks):
+                    continue  # a candidate that is mostly not there: dropped without an event
+            keep.append(i)
+        if len(keep) < len(self._tracks):
+            self._tracks = [self._tracks[i] for i in keep]
+            self._kp, self._box, self._vel, self._moving, self._seen = (
+                a[keep] for a in (self._kp, self._box, self._vel, self._moving, self._seen))
 
-        count = self.people_count - len(births)
-        count += len(deaths)
+        count = self.people_count - len(births) + len(deaths)
         for track in deaths:
             count -= 1
             self._emit("exit", track.id, track.last_frame, track.last_time, count)
@@ -323,18 +378,39 @@ class Tracker:
         if isinstance(frame_index, bool) or not isinstance(frame_index, (int, np.integer)):
             raise ValueError(f"frame_index must be an integer, got {frame_index!r}")
         timestamp = _check_float("timestamp", timestamp, -math.inf)
-        born = [t for t in self._tracks if t.born]
-        self._tracks = []
+        born = sorted((t for t in self._tracks if t.born), key=lambda t: t.id)
+        last_frame = self._last_frame
+        self._clear_tracks()
         count = len(born)
         for track in born:
             count -= 1
-            if track.matched_now and track.last_frame == self._last_frame:
+            if track.matched_now and track.last_frame == last_frame:
                 self._emit("exit", track.id, max(int(frame_index), track.last_frame),
                            max(timestamp, track.last_time), count)
             else:
                 self._emit("exit", track.id, track.last_frame, track.last_time, count)
 
+    def reset(self) -> None:
+        """Forget every track and the last frame and time, without events (:meth:`close` emits the exits): for a
+        new stream, e.g. a camera reopened after a loss, whose frame indices may start again at 0. Ids keep
+        increasing."""
+        self._clear_tracks()
+        self._last_frame = None
+        self._last_time = None
+        self._last_media = None
+        self._clock = 0.0
+
     # -- internals --------------------------------------------------------------------------------------------
+    def _clear_tracks(self):
+        self._tracks: List[_Track] = []
+        # one row per track: last matched keypoints (raw, missing ones 0), their box, velocity (pixels per
+        # second), whether the velocity was ever measured, and the tracker's clock when last seen
+        self._kp = np.zeros((0, NUM_KEYPOINTS, 3))
+        self._box = np.zeros((0, 4))  # the box of those keypoints
+        self._vel = np.zeros((0, 2))
+        self._moving = np.zeros(0, bool)
+        self._seen = np.zeros(0)
+
     def _check_call(self, poses, frame_index, timestamp):
         keypoints = getattr(poses, "keypoints", None)
         if not isinstance(keypoints, np.ndarray) or keypoints.ndim != 3 or keypoints.shape[1:] != (NUM_KEYPOINTS, 3):
@@ -342,29 +418,36 @@ class Tracker:
                              f"got {type(poses).__name__}")
         if isinstance(frame_index, bool) or not isinstance(frame_index, (int, np.integer)):
             raise ValueError(f"frame_index must be an integer, got {frame_index!r}")
-        timestamp = _check_float("timestamp", timestamp, -math.inf)
+        _check_float("timestamp", timestamp, -math.inf)
         if self._last_frame is not None and frame_index <= self._last_frame:
             raise ValueError(f"frame_index must increase from one update to the next: got {frame_index} after "
                              f"{self._last_frame}")
         return keypoints.astype(np.float64, copy=False)
 
-    def _fragments(self, keypoints, visible, scores):
+    def _fragments(self, keypoints, visible, box, scores):
         """(P,) bool: poses that repeat a keypoint of a better pose at (nearly) the same place."""
         n = keypoints.shape[0]
         out = np.zeros(n, dtype=bool)
         if n < 2 or self.fragment_distance == 0:
             return out
-        box = _boxes(keypoints[:, :, :2], visible)
         height = box[:, 3] - box[:, 1]
-        dist = np.sqrt(((keypoints[:, None, :, :2] - keypoints[None, :, :, :2]) ** 2).sum(-1))  # (P, P, 18)
-        common = visible[:, None, :] & visible[None, :, :]
         limit = self.fragment_distance * np.maximum(height[:, None], height[None, :])
-        close = (common & (dist < limit[:, :, None])).any(-1)
+        # only poses whose boxes come within the limit of each other can share a keypoint's place
+        apart = ((box[:, None, :2] > box[None, :, 2:] + limit[:, :, None])
+                 | (box[None, :, :2] > box[:, None, 2:] + limit[:, :, None])).any(-1)
+        if apart.sum() == n * (n - 1):
+            return out
+        x = np.where(visible, keypoints[:, :, 0], np.nan)  # NaN: never close to anything
+        y = np.where(visible, keypoints[:, :, 1], np.nan)
+        dx = x[:, None, :] - x[None, :, :]
+        dy = y[:, None, :] - y[None, :, :]
+        close = (dx * dx + dy * dy < (limit * limit)[:, :, None]).any(-1)      # (P, P)
         np.fill_diagonal(close, False)
         if not close.any():
             return out
+        vis = visible.astype(np.float64)
+        shared = vis @ vis.T
         score = np.asarray(scores, np.float64) if scores is not None and len(scores) == n else np.zeros(n)
-        shared = common.sum(-1)
         seen = visible.sum(1)
         # best first: score, then visible keypoints, then input order
         order = sorted(range(n), key=lambda i: (-score[i], -int(seen[i]), i))
@@ -377,53 +460,112 @@ class Tracker:
                         out[j] = True
         return out
 
-    def _similarity(self, keypoints, visible, frame_index):
-        """(T, P) similarity between each track's predicted pose and each detection."""
-        pred = np.stack([t.predict(frame_index) for t in self._tracks])        # (T, 18, 3)
-        t_vis = pred[:, :, 2] > 0                                              # (T, 18)
-        t_box = _boxes(pred[:, :, :2], t_vis)                                  # (T, 4)
-        d_box = _boxes(keypoints[:, :, :2], visible)                           # (P, 4)
-        area = np.maximum((t_box[:, 2] - t_box[:, 0]) * (t_box[:, 3] - t_box[:, 1]), 32.0 * 32.0)  # (T,)
-        d2 = ((pred[:, None, :, :2] - keypoints[None, :, :, :2]) ** 2).sum(-1)  # (T, P, 18)
-        e = d2 / (2.0 * area[:, None, None] * _OKS_K2[None, None, :])
-        common = t_vis[:, None, :] & visible[None, :, :]                       # (T, P, 18)
-        n_common = common.sum(-1)
+    def _similarity(self, keypoints, visible, d_box, now):
+        """(T, P) similarity between each track's predicted pose and each detection; 0 outside the gate."""
+        dt = now - self._seen                                                  # (T,) seconds since last seen
+        shift = self._vel * dt[:, None]                                        # (T, 2) predicted motion
+        box = self._box
+        t_box = box + np.concatenate([shift, shift], axis=1)                   # (T, 4) predicted box
+        t_w, t_h = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
+        size = np.maximum(t_h, _MIN_SIZE)                                      # (T,) the person's height
+        # the gate first: only pairs whose box centres are close enough are compared
+        cx = 0.5 * (t_box[:, None, 0] + t_box[:, None, 2] - d_box[None, :, 0] - d_box[None, :, 2])
+        cy = 0.5 * (t_box[:, None, 1] + t_box[:, None, 3] - d_box[None, :, 1] - d_box[None, :, 3])
+        reach = (self.gate + self.max_speed * dt) * size                      # (T,)
+        ti, di = np.nonzero(cx * cx + cy * cy <= (reach * reach)[:, None])
+        sim = np.zeros((len(box), len(d_box)))
+        if not ti.size:
+            return sim
+        t_kp = self._kp[ti]                                                    # (K, 18, 3) one row per pair
+        t_vis = t_kp[:, :, 2] > 0
+        vis = visible[di]
+        common = t_vis & vis
+        n_common = common.sum(1)
+        d = t_kp[:, :, :2] + shift[ti][:, None, :] - keypoints[di, :, :2]    # (K, 18, 2)
+        area = np.maximum(t_w * t_h, _MIN_SIZE * _MIN_SIZE)[ti]
+        # OKS's tolerance per keypoint (a variance), widened by how far the person may stray in dt
+        # (a track without a velocity yet may have moved anywhere up to max_speed)
+        noise = np.where(self._moving, self.motion_noise, self.max_speed)
+        tol = 2.0 * (area[:, None] * _OKS_K2[None, :] + ((noise * dt * size)[ti] ** 2)[:, None])
+        e = np.exp(-(d[:, :, 0] ** 2 + d[:, :, 1] ** 2) / tol)
         # averaged over the keypoints seen in either (COCO divides by the ground truth's): a partial detection
         # (a stray leg) must not outscore the whole person it overlaps
-        n_either = (t_vis[:, None, :] | visible[None, :, :]).sum(-1)
-        oks = np.where(common, np.exp(-e), 0.0).sum(-1) / np.maximum(n_either, 1)
-        iou = _iou(t_box, d_box)
-        sim = np.where(n_common >= self.min_common_keypoints, oks, iou)
+        oks = (e * common).sum(1) / np.maximum((t_vis | vis).sum(1), 1)
+        iou = _iou_pairs(t_box[ti], d_box[di])
+        sim[ti, di] = np.where(n_common >= self.min_common_keypoints, 0.5 * (oks + iou), iou)
         return sim
 
-    def _greedy(self, sim, rows, taken, match):
-        sub = sim[rows]
-        order = np.argsort(-sub, axis=None, kind="stable")
-        used_rows = set()
-        for flat in order:
-            r, d = divmod(int(flat), sub.shape[1])
-            if sub[r, d] < self.min_similarity:
-                break
-            if r in used_rows or taken[d]:
-                continue
-            used_rows.add(r)
-            taken[d] = True
-            match[d] = rows[r]
+    def _assign(self, sim, rows, cols, match, free, taken):
+        """Optimal assignment of the tracks where ``rows`` and not ``taken`` to the detections where ``cols`` and
+        ``free``; pairs under ``min_similarity`` stay unmatched. Updates ``match``, ``free`` and ``taken``."""
+        r = np.flatnonzero(rows & ~taken)
+        c = np.flatnonzero(cols & free)
+        if not r.size or not c.size:
+            return
+        sub = sim[r[:, None], c]
+        ri, ci = linear_sum_assignment(sub, maximize=True)
+        good = sub[ri, ci] >= self.min_similarity
+        r, c = r[ri[good]], c[ci[good]]
+        match[c] = r
+        free[c] = False
+        taken[r] = True
 
-    def _continue(self, track, kp, vis, frame_index, timestamp):
-        new = np.where(vis[:, None], kp, 0.0)
-        common = vis & (track.keypoints[:, 2] > 0)
-        frames = frame_index - track.last_frame
-        if common.any() and frames > 0:
-            step = (new[common, :2] - track.keypoints[common, :2]).mean(0) / frames
-            track.velocity = 0.5 * track.velocity + 0.5 * step
-        track.keypoints = new
-        track.last_frame, track.last_time, track.last_clock = int(frame_index), float(timestamp), self._clock
-        track.history.append(True)
-        track.misses = 0
-        track.matched_now = True
+    def _continue(self, rows, kp, vis, box, now, frame_index, timestamp):
+        """Matched tracks ``rows`` take the detections ``kp``: velocity, keypoints, time last seen."""
+        new = kp * vis[:, :, None]
+        old = self._kp[rows]
+        common = vis & (old[:, :, 2] > 0)                                      # (M, 18)
+        n = common.sum(1)
+        dt = now - self._seen[rows]
+        ok = (n > 0) & (dt > 0)
+        if ok.any():
+            shift = ((new[:, :, :2] - old[:, :, :2]) * common[:, :, None]).sum(1)
+            step = shift / np.maximum(n * dt, 1e-9)[:, None]                  # pixels per second
+            vel, moving = self._vel[rows], self._moving[rows]
+            blended = np.where(moving[:, None], 0.5 * vel + 0.5 * step, step)
+            self._vel[rows] = np.where(ok[:, None], blended, vel)
+            self._moving[rows] = moving | ok
+        self._kp[rows] = new
+        self._box[rows] = box
+        self._seen[rows] = now
+        for i in rows.tolist():
+            track = self._tracks[i]
+            track.last_frame, track.last_time = int(frame_index), float(timestamp)
+            track.misses = 0
+            track.matched_now = True
+            if not track.born:
+                track.looks.append((now, True))
 
-    def _smooth(self, out, d, track, vis, timestamp):
+    def _start(self, dets, keypoints, visible, box, now, frame_index, timestamp, match):
+        """New candidates from the detections ``dets``."""
+        first = len(self._tracks)
+        for _ in range(dets.size):
+            self._tracks.append(_Track(int(frame_index), float(timestamp), now,
+                                       OneEuroFilter(*self._filter_args) if self.smoothing else None))
+        match[dets] = np.arange(first, first + dets.size)
+        new = keypoints[dets] * visible[dets][:, :, None]
+        self._kp = np.concatenate([self._kp, new])
+        self._box = np.concatenate([self._box, box[dets]])
+        self._vel = np.concatenate([self._vel, np.zeros((dets.size, 2))])
+        self._moving = np.concatenate([self._moving, np.zeros(dets.size, bool)])
+        self._seen = np.concatenate([self._seen, np.full(dets.size, now)])
+
+    def _trim(self, track, now):
+        """Keep a candidate's looks of the last ``hit_window`` seconds, and at least its last ``min_hits``."""
+        looks = track.looks
+        cut = 0
+        while len(looks) - cut > self.min_hits and now - looks[cut][0] > self.hit_window + 1e-9:
+            cut += 1
+        if cut:
+            del looks[:cut]
+
+    def _can_be_born(self, track, now):
+        self._trim(track, now)
+        hits = [t for t, hit in track.looks if hit]
+        return (len(hits) >= self.min_hits and 2 * len(hits) > len(track.looks)
+                and now - track.first_seen >= self.birth_time - 1e-6)
+
+    def _smooth(self, out, d, track, vis, t):
         if not out.flags.writeable:
             raise ValueError("smoothing=True writes the smoothed keypoints into poses.keypoints, which is read-only")
         filt = track.filter
@@ -432,7 +574,7 @@ class Tracker:
             fresh = ~(vis & track.filter_vis)
             filt.reset(np.repeat(fresh[:, None], 2, axis=1))
         track.filter_vis = vis.copy()
-        smoothed = filt(out[d, :, :2].astype(np.float64), timestamp)
+        smoothed = filt(out[d, :, :2].astype(np.float64), t)
         out[d, vis, :2] = smoothed[vis]
 
     def _emit(self, kind, track_id, frame_index, timestamp, count):
@@ -442,25 +584,19 @@ class Tracker:
 
 def _boxes(xy, vis):
     """(N, 4) boxes (x0, y0, x1, y1) of the visible points; zeros for none."""
-    big = np.where(vis[..., None], xy, np.inf)
-    small = np.where(vis[..., None], xy, -np.inf)
-    lo = big.min(1)
-    hi = small.max(1)
-    box = np.concatenate([lo, hi], axis=1)
+    box = np.concatenate([np.where(vis[..., None], xy, np.inf).min(1), np.where(vis[..., None], xy, -np.inf).max(1)],
+                         axis=1)
     box[~vis.any(1)] = 0.0
     return box
 
 
-def _iou(a, b):
-    """(A, B) IoU of two box sets; boxes of zero area get a small margin so that single points can overlap."""
-    pad = 8.0
-    a = a + np.array([-pad, -pad, pad, pad])
-    b = b + np.array([-pad, -pad, pad, pad])
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+def _iou_pairs(a, b):
+    """(K,) IoU of boxes a[k] and b[k]; boxes of zero area get a small margin so that single points can overlap."""
+    a = a + _IOU_PAD
+    b = b + _IOU_PAD
+    w = np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0])
+    h = np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1])
+    inter = np.maximum(w, 0.0) * np.maximum(h, 0.0)
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+    return inter / np.maximum(area_a + area_b - inter, 1e-9)

@@ -264,7 +264,37 @@ def test_ratios_and_targets_follow_from_the_raw_numbers(bench_run):
         assert target["passed"] is (target["value"] >= 20)
     else:
         assert target["value"] is None and target["passed"] is False and target["note"]
-    assert len(report["targets"]) == len(throughput) + 3
+    tracking = report["tracking"]
+    target = targets["tracker IDF1 on every 5th frame against the full-rate tracks (lowest over the videos)"]
+    assert target["threshold"] == 0.9 and target["op"] == ">=" and target["unit"] == "share"
+    assert target["value"] == min(r["idf1"] for r in tracking["rows"] if r["stride"] == 5)
+    assert target["passed"] is (target["value"] >= 0.9)
+    target = targets["tracker update, 10 people in view (p50 ms)"]
+    assert target["threshold"] == 0.2 and target["op"] == "<=" and target["unit"] == "ms"
+    assert target["value"] == tracking["cost"]["ms_p50"] and target["passed"] is (target["value"] <= 0.2)
+    assert len(report["targets"]) == len(throughput) + 5
+
+
+@pytest.mark.slow
+def test_tracking_numbers(bench_run):
+    """The identities section: the whole video (67 frames) decoded once, the tracker on every 2nd, 3rd and 5th frame
+    against its full-rate run, with and without a pan; report.md shows each row."""
+    out, report, _, video = bench_run
+    tracking = report["tracking"]
+    assert [r["stride"] for r in tracking["rows"]] == [2, 3, 5]
+    md = (out / "report.md").read_text(encoding="utf-8").split("## Identities at low frame rates")[1]
+    for row in tracking["rows"]:
+        assert row["video"] == video.name and row["frames"] == 67 and row["fps"] == 12.5
+        assert 0.0 <= row["idf1"] <= 1.0 and 0.0 <= row["pan"]["idf1"] <= 1.0
+        assert row["reference_people"] >= 2 and row["reference_enters"] == row["reference_exits"]
+        assert row["idtp"] <= min(row["reference_detections"], row["detections"])
+        assert close(row["idf1"], 2 * row["idtp"] / (row["reference_detections"] + row["detections"]))
+        results = -(-67 // row["stride"])
+        assert (f"| {video.name} | {row['stride']} | {results} | {row['idf1']:.3f} | {row['people']} "
+                f"({row['reference_people']}) |") in md
+    cost = tracking["cost"]
+    assert cost["people"] == 10 == cost["people_tracked"] and 0 < cost["ms_p50"]
+    assert f"Tracker cost: **{cost['ms_p50']:.3f} ms** per result" in md
 
 
 @pytest.mark.slow
@@ -284,7 +314,8 @@ def test_markdown_matches_the_json(bench_run):
     md = (out / "report.md").read_text(encoding="utf-8")
     for heading in ("# pose_fast benchmark report", "## Headline", "## Targets", "## Inference only",
                     "## Decoding", "### A 10-person scene", "### numba's first call", "## Pipeline",
-                    "## Event store and /detections", "## Plots", "## Reproduce"):
+                    "## Identities at low frame rates", "## Event store and /detections", "## Plots",
+                    "## Reproduce"):
         assert f"\n{heading}\n" in f"\n{md}", heading
     m = report["machine"]
     for text in (report["date"], m["cpu"], f"{m['logical_cpus']} logical CPUs", f"OpenVINO:** {report['openvino']}",

@@ -183,6 +183,36 @@ def test_events_go_to_the_database(env, video_path, tmp_path):
     assert not Path(env["POSE_FAST_DB"]).exists()
 
 
+def _event_counts(db):
+    from pose_fast.events import read_events
+
+    events, total = read_events(db, limit=1000)
+    assert len(events) == total
+    return {kind: sum(e["kind"] == kind for e in events) for kind in ("enter", "exit")}
+
+
+@pytest.mark.slow
+def test_stride_5_counts_the_same_people_entering_and_leaving(env, video_path, tmp_path):
+    """one-by-one-person-detection.mp4, frames 0-699 (three people walk in and out one after the other; looked at
+    in the --json output and the stored events): every frame, then --stride 5 (every 5th frame inferred, 2 results
+    per second of video, as a slow stick sees a camera): the same enters and exits, and the results carry the
+    file's frame indices."""
+    full_db, strided_db = tmp_path / "full.sqlite3", tmp_path / "stride5.sqlite3"
+    jsonl = tmp_path / "stride5.jsonl"
+    full = demo(env, "-i", video_path("one-by-one"), "--no-show", "--db", full_db, "--limit", 700)
+    _assert_clean_exit(full)
+    strided = demo(env, "-i", video_path("one-by-one"), "--no-show", "--db", strided_db, "--limit", 140,
+                   "--stride", 5, "--json", jsonl)
+    _assert_clean_exit(strided)
+    assert "1 frame in 5 inferred (--stride)" in strided.stdout and "140 frames in" in strided.stdout
+    assert [r["index"] for r in _lines(jsonl)] == list(range(0, 700, 5))
+    counts = _event_counts(full_db)
+    assert counts["enter"] == counts["exit"] >= 2, counts
+    assert _event_counts(strided_db) == counts
+    for proc, db in ((full, full_db), (strided, strided_db)):
+        assert f"events: {2 * counts['enter']} stored in {db}" in proc.stdout
+
+
 def test_default_database(env, video_path):
     proc = demo(env, "-i", video_path("store-aisle"), "--no-show", "--limit", 2, "--input-height", 128)
     _assert_clean_exit(proc)
@@ -300,6 +330,8 @@ def _bad_inputs(tmp_path, video):
         (["-i", video, *quiet, "--output", tmp_path / "a.txt"], "must end in .mp4"),
         (["-i", video, *quiet, "--json", tmp_path], "is a directory"),
         (["-i", video, *quiet, "--db", tmp_path / "e.db"], "--db and --no-db"),
+        (["-i", video, *quiet, "--stride", 0], "--stride must be 1 or more"),
+        (["-i", video, *quiet, "--realtime", "--stride", 5], "is live"),  # a file played like a camera
         (["-i", video, *quiet, "--model", tmp_path / "nope.xml"], "nope.xml"),
     ]
 

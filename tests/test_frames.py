@@ -164,6 +164,50 @@ def test_rewind_restarts_a_file(video_path, read_frames):
     np.testing.assert_array_equal(again[0], first)
 
 
+def test_stride_returns_every_nth_frame_with_the_files_own_times(video_path, read_frames):
+    """people-walking.mp4 (73 frames, 12.5 fps) with stride 5: frames 0, 5, ..., 70 decoded exactly as read one by
+    one, each with its position in the file as media_time (a file is read faster than real time here); across a
+    rewind the time counts on."""
+    every = read_frames("people-walking", count=73)
+    with open_source(video_path("people-walking"), stride=5) as source:
+        assert source.stride == 5 and not source.live
+        got, times = [], []
+        buf = np.empty(source.shape, np.uint8)
+        while source.read(buf) is not None:
+            got.append(buf.copy())
+            times.append(source.media_time)
+        assert source.rewind() and source.read(buf) is not None
+        after_rewind = source.media_time
+    assert len(got) == 15
+    for k, frame in enumerate(got):
+        np.testing.assert_array_equal(frame, every[5 * k])
+    assert times == pytest.approx([5 * k / 12.5 for k in range(15)])
+    assert after_rewind == pytest.approx(73 / 12.5)  # the first frame of the second pass
+
+
+def test_a_file_played_in_real_time_keeps_its_own_times(video_path):
+    with open_source(video_path("store-aisle"), realtime=True) as source:
+        buf = np.empty(source.shape, np.uint8)
+        times = [source.media_time for _ in range(3) if source.read(buf) is not None]
+    assert times == pytest.approx([0.0, 0.08, 0.16])
+
+
+@pytest.mark.parametrize("stride, message", [
+    (0, r"^stride must be an integer >= 1 \(infer on every Nth frame\), got 0$"),
+    (2.5, r"^stride must be an integer >= 1 \(infer on every Nth frame\), got 2.5$"),
+])
+def test_a_bad_stride_is_one_line(video_path, stride, message):
+    with pytest.raises(SourceError, match=message):
+        open_source(video_path("store-aisle"), stride=stride)
+
+
+def test_a_live_source_refuses_a_stride(video_path):
+    with pytest.raises(SourceError, match=r"^a stride of 3 needs a video file read as fast as it decodes, but file "
+                                          r".*store-aisle-detection.mp4 is live \(a camera, a stream, or a file "
+                                          r"played in real time\)$"):
+        open_source(video_path("store-aisle"), realtime=True, stride=3)
+
+
 def _raw_mjpeg(path, frames, fps=12.5):
     """A raw MJPEG stream (no container index): CAP_PROP_FRAME_COUNT reports no usable count for it."""
     import cv2
@@ -209,7 +253,9 @@ def test_a_pipe_without_a_frame_count_is_live(tmp_path, read_frames):
     with open_source(fifo) as source:
         assert source.kind == "file" and source.frame_count is None
         assert source.live and not source.seekable
+        before = time.monotonic()
         assert len(_read_all(source)) == 5
+        assert before <= source.media_time <= time.monotonic()  # a live source's media time: when frames came
         assert not source.rewind()
     writer.join(10)
 

@@ -335,7 +335,7 @@ def test_a_sink_error_ends_the_run_and_is_raised(engine_for, video_path):
 def test_tracker_ids_are_passed_on_and_drawn(multi_engine, video_path):
     source = open_source(video_path("store-aisle"))
     events = []
-    tracker = Tracker(on_event=lambda *event: events.append(event), min_hits=2)
+    tracker = Tracker(on_event=lambda *event: events.append(event), birth_time=0.08)  # 1 frame at 12.5 fps
     sink = Collect()
     stats = Pipeline(source, multi_engine(source.width, source.height), tracker=tracker,
                      sinks=[sink], mode="throughput", limit=6).run()
@@ -417,7 +417,7 @@ def test_ctrl_c_while_the_threads_are_joined_still_ends_every_track(multi_engine
     """Ctrl-C lands while the run waits for its capture thread: the tracker still closes (an exit per enter)."""
     source = open_source(video_path("store-aisle"))
     events = []
-    tracker = Tracker(on_event=lambda *event: events.append(event), min_hits=2)
+    tracker = Tracker(on_event=lambda *event: events.append(event), birth_time=0.08)  # 1 frame at 12.5 fps
     pipe = Pipeline(source, multi_engine(source.width, source.height), tracker=tracker, sinks=[Collect()],
                     mode="throughput", limit=6)
     spawn = pipe._spawn

@@ -132,7 +132,7 @@ def test_leaving_and_returning_much_later_is_a_new_person():
 
 def test_hysteresis_birth_and_flicker():
     rec = Recorder()
-    tracker = Tracker(on_event=rec, min_hits=3, hit_window=5)
+    tracker = Tracker(on_event=rec)  # born after 0.2 s: 3 frames at 10 fps
     frames = []
     for i in range(20):
         people = [person(300, 250)]
@@ -149,7 +149,7 @@ def test_hysteresis_birth_and_flicker():
 
 def test_min_hits_one_is_born_at_once_and_ids_are_never_reused():
     rec = Recorder()
-    tracker = Tracker(on_event=rec, min_hits=1, hit_window=1)
+    tracker = Tracker(on_event=rec, min_hits=1, birth_time=0)
     ids = run(tracker, [[person(300, 250)], [person(302, 250)]])
     assert ids[0][0] == ids[1][0] == 1
     tracker.close(2, T0 + 0.2)
@@ -160,7 +160,7 @@ def test_min_hits_one_is_born_at_once_and_ids_are_never_reused():
 
 def test_people_count_in_events():
     rec = Recorder()
-    tracker = Tracker(on_event=rec, min_hits=2, hit_window=3, max_age=0.25)
+    tracker = Tracker(on_event=rec, birth_time=0.1, max_age=0.25)
     frames = ([[person(200, 250)]] * 3 + [[person(200, 250), person(600, 250)]] * 5 + [[person(600, 250)]] * 5
               + [None] * 5)
     run(tracker, frames)
@@ -190,15 +190,17 @@ def test_a_person_split_in_two_by_the_decoder_is_one_person():
     assert all(row[0] == person_id for row in ids[2:]), ids
     assert all(row[1] == -1 for row in ids[5:25]), ids
     assert rec.kinds() == [("enter", person_id)]
-    # with the check off, the arm is a second person after a few frames
+    # with the check off, the arm is a second person after a few frames (high_confidence=0: the arm's 5 keypoints
+    # are a low-confidence detection, which on its own never starts a track either)
     rec2 = Recorder()
-    run(Tracker(on_event=rec2, fragment_distance=0), frames)
+    run(Tracker(on_event=rec2, fragment_distance=0, high_confidence=0), frames)
     assert [k for k, _ in rec2.kinds()] == ["enter", "enter"]
 
 
 def test_box_fallback_tracks_people_with_few_keypoints():
-    """Only two keypoints visible (fewer than min_common_keypoints): matched by their boxes."""
-    tracker = Tracker(min_common_keypoints=3)
+    """Only two keypoints visible (fewer than min_common_keypoints): matched by their boxes. (Two keypoints are a
+    low-confidence detection, which never starts a track by default: high_confidence=0 lets them.)"""
+    tracker = Tracker(min_common_keypoints=3, high_confidence=0)
     frames = [[person(200 + 5 * i, 250, visible=(1, 2)), person(600 - 5 * i, 250, visible=(1, 5))]
               for i in range(15)]
     ids = run(tracker, frames, rng=np.random.default_rng(2))
@@ -252,7 +254,9 @@ def test_smoothing_needs_writeable_keypoints():
     ({"min_hits": 0}, r"min_hits must be an integer >= 1, got 0"),
     ({"min_hits": 2.5}, r"min_hits must be an integer, got 2.5"),
     ({"min_hits": True}, r"min_hits must be an integer, got True"),
-    ({"min_hits": 4, "hit_window": 3}, r"hit_window must be >= min_hits \(4\), got 3"),
+    ({"hit_window": 0}, r"hit_window must be a finite number in \(0.0, inf\), got 0.0"),
+    ({"max_speed": -1}, r"max_speed must be a finite number in \[0.0, inf\), got -1.0"),
+    ({"high_confidence": 2}, r"high_confidence must be a finite number in \[0.0, 1.0\], got 2.0"),
     ({"max_age": 0}, r"max_age must be a finite number in \(0.0, inf\), got 0.0"),
     ({"max_age": float("nan")}, r"max_age must be a finite number in \(0.0, inf\), got nan"),
     ({"max_age": "1s"}, r"max_age must be a number, got '1s'"),
@@ -290,7 +294,7 @@ def test_bad_update_calls_have_explicit_messages():
 def test_a_wall_clock_stepped_back_ages_nobody():
     """time.time() can jump back (NTP): the tracker keeps ageing by the increases only, it does not fail."""
     rec = Recorder()
-    tracker = Tracker(on_event=rec, min_hits=1, hit_window=1, max_age=1.0)
+    tracker = Tracker(on_event=rec, min_hits=1, birth_time=0, max_age=1.0)
     times = [T0, T0 + 0.1, T0 - 3600, T0 - 3599.9, T0 - 3599.8, T0 - 3599.0, T0 - 3598.0]
     people = [[person(300, 250)], [person(300, 250)], [], [], [person(300, 250)], [], []]
     for i, (ts, p) in enumerate(zip(times, people)):
@@ -319,3 +323,56 @@ def test_people_standing_close_are_not_fragments():
     ids = run(tracker, [[a, b, behind]] * 10)
     assert len(set(ids[-1])) == 3 and -1 not in ids[-1], ids
     assert [k for k, _ in rec.kinds()] == ["enter"] * 3
+
+
+def test_big_steps_at_a_few_results_per_second_keep_every_person():
+    """Four people two heights apart walking right at 0.6 heights per second while the camera pans 5 % of a 1280-px
+    width per result, seen twice a second (a stick at 2 inferences per second): each step is about 0.6 of a
+    person's height. The
+    tracker before issue 15 gave ids to none of them (a new candidate had no velocity and its similarity to the next
+    detection fell under the threshold); now each is a person from its second result on, with one id throughout."""
+    rec = Recorder()
+    tracker = Tracker(on_event=rec)
+    frames = []
+    for k in range(12):
+        x = 100 + (120 * 0.5 + 0.05 * 1280) * k  # 60 px of walking + 64 px of pan per result
+        frames.append([person(x + 400 * n, 300 + 8 * n, 200 - 10 * n) for n in range(4)])
+    ids = run(tracker, frames, fps=2.0, rng=np.random.default_rng(5))
+    assert ids[0] == [-1] * 4
+    assert len(set(ids[1])) == 4 and min(ids[1]) > 0, ids
+    assert all(row == ids[1] for row in ids[1:]), ids
+    assert [k for k, _ in rec.kinds()] == ["enter"] * 4
+
+
+def test_time_is_the_media_time_when_given():
+    """A file processed 50 times faster than real time: the wall clock (the events' stamps) moves 10 ms per result,
+    the video 0.5 s. Ages are measured in the video's time: a person unseen for 3 results (1.5 s of video) exits,
+    stamped with the wall-clock time last seen."""
+    def feed(tracker, media):
+        for i in range(10):
+            people = [person(300 + 5 * i, 250)] if i < 4 else []
+            tracker.update(frame(*people)[0], i * 5, T0 + 0.01 * i, media_time=0.5 * i if media else None)
+
+    rec = Recorder()
+    feed(Tracker(on_event=rec), media=True)
+    assert [(kind, f, ts) for kind, _, f, ts, _ in rec.events] == [("enter", 0, T0), ("exit", 15, T0 + 0.03)]
+    # the wall clock alone, as before issue 15: 30 ms of being seen are too short to be born (birth_time 0.2 s)
+    rec = Recorder()
+    feed(Tracker(on_event=rec), media=False)
+    assert rec.events == []
+
+
+def test_reset_forgets_without_events_and_ids_keep_increasing():
+    rec = Recorder()
+    tracker = Tracker(on_event=rec, birth_time=0)
+    run(tracker, [[person(300, 250)]] * 3)
+    assert tracker.active_ids == [1]
+    tracker.close(3, T0 + 0.3)
+    tracker.reset()  # what a stream loss does: close() for the exits, reset() for the new stream
+    assert tracker.people_count == 0 and rec.kinds() == [("enter", 1), ("exit", 1)]
+    ids = run(tracker, [[person(300, 250)]] * 3)  # frame indices start at 0 again
+    assert ids[-1] == [2]
+    tracker.update(frame(person(300, 250))[0], 3, T0 + 0.3)
+    tracker.reset()  # without close(): no exit
+    assert rec.kinds() == [("enter", 1), ("exit", 1), ("enter", 2)]
+    assert run(tracker, [[person(300, 250)]] * 2)[-1] == [3]

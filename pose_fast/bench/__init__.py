@@ -9,6 +9,8 @@
 - :mod:`~pose_fast.bench.decoders`: every decoder on real outputs, with :mod:`~pose_fast.bench.peer` (the peer
   decoder and its NMS), :mod:`~pose_fast.bench.crowd` (the 10-person scene) and
   :mod:`~pose_fast.bench.numba_compile` (numba's first call);
+- :mod:`~pose_fast.bench.identities`: the tracker on every Nth frame against its full-rate run (IDF1, people,
+  enters and exits), a camera pan, its cost per result;
 - :mod:`~pose_fast.bench.eventstore`: the event store's write rate and the ``/detections`` page time;
 - :mod:`~pose_fast.bench.targets`: ratios and target checks;
 - :mod:`~pose_fast.bench.markdown` and :mod:`~pose_fast.bench.plots`: report.md, report.json, the PNG plots;
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 from ..errors import BenchError
 from .crowd import CROWD_GAP, CROWD_PEOPLE, tiled_crowd
+from .identities import TARGET_IDF1, TARGET_TRACKER_MS, measure_identities
 from .inputs import DEFAULT_VIDEO, default_video, fetch_hint, find_model
 from .machine import machine_info
 from .markdown import headline_rows, render_markdown, write_report
@@ -50,7 +53,8 @@ from .timing import summarize
 __all__ = [
     "CROWD_GAP", "CROWD_PEOPLE", "DEFAULT_FRAMES", "DEFAULT_VIDEO", "EVENTS_TABLE", "EVENTS_WRITTEN",
     "REQUESTS_PER_STREAM", "STREAMS", "TARGET_CROWD_CYTHON_MS", "TARGET_DECODE_SHARE", "TARGET_PEER_SPEEDUP",
-    "TARGET_PIPELINE_RATIO", "TARGET_REMOTE_FOUR_STREAMS", "TARGET_REMOTE_ONE_STREAM",
+    "TARGET_PIPELINE_RATIO", "TARGET_REMOTE_FOUR_STREAMS", "TARGET_REMOTE_ONE_STREAM", "TARGET_IDF1",
+    "TARGET_TRACKER_MS", "measure_identities",
     "BenchError", "compute_ratios", "default_video", "fetch_hint", "find_model", "format_target", "headline_rows",
     "heatmap_nms", "machine_info", "numba_first_call", "peer_decoder", "plan_units", "remote_stream_targets",
     "render_markdown", "run_bench", "run_streams", "summarize", "tiled_crowd", "verdict", "write_plots",

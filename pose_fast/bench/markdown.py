@@ -10,13 +10,14 @@ import numpy as np
 
 from ..model import MODEL_NAME, PRECISIONS
 from .crowd import CROWD_PEOPLE
+from .identities import PAN_STEP
 from .inputs import DEFAULT_VIDEO
 from .plan import DEFAULT_FRAMES, STREAMS
 from .plots import PLOTS, write_plots
 from .targets import find_row, fmt, format_target, pct, verdict
 
 __all__ = ["write_report", "render_markdown", "headline_rows", "decode_rows", "crowd_rows", "numba_lines",
-           "streams_lines"]
+           "streams_lines", "tracking_lines"]
 
 
 def write_report(report: dict, out_dir) -> List[Path]:
@@ -167,6 +168,33 @@ def streams_lines(report: dict) -> List[str]:
     return lines
 
 
+def tracking_lines(report: dict) -> List[str]:
+    """The identities section (markdown lines): per video and stride, the tracker's run on every Nth frame against
+    its full-rate run, the same with a camera pan; its cost per result."""
+    tracking = report.get("tracking")
+    lines = ["", "## Identities at low frame rates", ""]
+    if not tracking:
+        return lines + ["Not measured."]
+    cost = tracking["cost"]
+    lines += ["The tracker on every Nth frame of the video (its timestamps kept: what a slow device sees of a "
+              "camera), against its own run on every frame; *pan*: the same run with every result shifted "
+              f"{PAN_STEP * 100:g} % of the width farther right than the one before, against the run without the pan. "
+              "IDF1: the ids paired one to one so as to agree on the most detections, over the frames both runs "
+              "saw. Enters and exits: the tracker's events; *full* is the full-rate run's figure.", "",
+              "| video | every Nth frame | results | IDF1 | people (full) | enters (full) | exits (full) | "
+              "pan IDF1 | pan people (without the pan) |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for row in tracking["rows"]:
+        p = row["pan"]
+        results = -(-row["frames"] // row["stride"])
+        lines.append(f"| {row['video']} | {row['stride']} | {results} | {row['idf1']:.3f} | {row['people']} "
+                     f"({row['reference_people']}) | {row['enters']} ({row['reference_enters']}) | {row['exits']} "
+                     f"({row['reference_exits']}) | {p['idf1']:.3f} | {p['people']} ({p['reference_people']}) |")
+    lines += ["", f"Tracker cost: **{cost['ms_p50']:.3f} ms** per result (p50; mean {cost['ms_mean']:.3f} ms) with "
+              f"{cost['people']} people in view, over {cost['results']} results of a synthetic scene."]
+    return lines
+
+
 def render_markdown(report: dict) -> str:
     """report.md: what was measured on what, the headline table, targets, each section, the plots."""
     m = report["machine"]
@@ -267,6 +295,7 @@ def render_markdown(report: dict) -> str:
                      f"{pct(share, 2)} |")
 
     lines += streams_lines(report)
+    lines += tracking_lines(report)
 
     ev = report.get("events")
     if ev:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Callable
 
 __all__ = ["DEFAULT_FRAMES", "STREAMS", "REQUESTS_PER_STREAM", "EVENTS_WRITTEN", "EVENTS_TABLE",
-           "DETECTIONS_REQUESTS", "DECODE_STEPS", "EVENTS_STEPS", "Progress", "plan_units", "stream_units",
-           "decode_units"]
+           "DETECTIONS_REQUESTS", "DECODE_STEPS", "EVENTS_STEPS", "TRACKING_STEPS", "Progress", "plan_units",
+           "stream_units", "decode_units"]
 
 #: Frames per measurement (inference only and pipeline, each mode) in a default run.
 DEFAULT_FRAMES = 200
@@ -24,9 +24,9 @@ Progress = Callable[[str, int], None]  # progress(label of the current step, uni
 
 def plan_units(frames: int, precisions: int, events: bool = True, server: bool = False) -> int:
     """Progress-bar length of a run: frames per measurement × 4 per precision, the streams (with ``server``),
-    decoding, events."""
+    decoding, identities, events."""
     return (frames * 4 * max(1, precisions) + (stream_units(frames) if server else 0) + decode_units(frames)
-            + (EVENTS_STEPS if events else 0))
+            + TRACKING_STEPS + (EVENTS_STEPS if events else 0))
 
 
 def stream_units(frames: int) -> int:
@@ -43,6 +43,9 @@ def decode_units(frames: int) -> int:
 #: numba's first call here, each backend and the peer on real outputs, the peer's parts, each on the crowd scene,
 #: numba's compile in a fresh process.
 DECODE_STEPS = 11
+
+#: Identities: decoding the video's frames, the tracker's runs per stride and its cost.
+TRACKING_STEPS = 2
 
 #: The event store: writing (3), filling the table /detections pages through (3), the pages (4).
 EVENTS_STEPS = 10

@@ -16,7 +16,11 @@ One process measures, in this order (each figure on the same frames of one video
    by side (:func:`pose_fast.bench.crowd.tiled_crowd`); numba's first call, in this process (compiled or loaded
    from its on-disk cache: the report says which) and in a fresh process with an empty cache (the true compile
    time);
-5. the event store's write rate and the ``/detections`` page time on a temporary database (the page time through
+5. identities when the tracker sees only every 2nd, 3rd or 5th frame: the video's first frames (up to
+   :data:`~pose_fast.bench.identities.MAX_TRACKING_FRAMES`) decoded once through the primary precision's
+   latency-mode engine, the tracker's sub-sampled and panned runs against its full-rate run, and its cost per
+   result for 10 people (:mod:`pose_fast.bench.identities`);
+6. the event store's write rate and the ``/detections`` page time on a temporary database (the page time through
    the web app the caller passes as ``make_detections_app``).
 
 Inference only and the pipeline are measured in alternating rounds (A B A B A B A B, per mode) so that a
@@ -40,17 +44,18 @@ from ..model import PRECISIONS
 from .decoders import measure_decoders
 from .engine_runs import infer_latency, infer_throughput, merge_pipeline, pipeline_run
 from .eventstore import measure_events
+from .identities import MAX_TRACKING_FRAMES, decode_video, measure_identities
 from .inputs import fetch_hint, find_model, read_frames
 from .machine import machine_info
 from .numba_compile import numba_first_call
-from .plan import DEFAULT_FRAMES, EVENTS_TABLE, EVENTS_WRITTEN, Progress
+from .plan import DEFAULT_FRAMES, EVENTS_TABLE, EVENTS_WRITTEN, TRACKING_STEPS, Progress
 from .streams import measure_streams
 from .targets import compute_ratios
 from .timing import collect_garbage, summarize
 
 __all__ = ["SCHEMA", "run_bench"]
 
-SCHEMA = 2  # 2: targets have a unit; decode.peer_parts, decode.crowd, decode.numba_first_call; streams
+SCHEMA = 3  # 2: targets have a unit; decode.peer_parts, decode.crowd, decode.numba_first_call; streams; 3: tracking
 
 
 def _utc_now() -> str:
@@ -107,6 +112,7 @@ def run_bench(video: str, device: str = "CPU", precisions: Sequence[str] = PRECI
     inference, pipeline = [], []
     kept: Dict[int, tuple] = {}
     device_used = device
+    tracked = None  # the video's poses for the identities section
     with tempfile.TemporaryDirectory(prefix="pose-fast-bench-") as tmp:
         tmp_path = Path(tmp)
         for precision, xml in todo:
@@ -131,6 +137,10 @@ def run_bench(video: str, device: str = "CPU", precisions: Sequence[str] = PRECI
                         inf_elapsed += elapsed
                         runs.append(pipeline_run(video, engine, mode, n, progress, f"pipeline {label}",
                                                  tmp_path / f"events-{precision}-{mode}-{i}.sqlite3"))
+                    if tracked is None and mode == "latency":
+                        progress("tracking: decoding the video", 0)
+                        tracked = decode_video(video, lambda w, h, e=engine: e, limit=MAX_TRACKING_FRAMES)
+                        progress("tracking: decoding the video", 1)
                     net = getattr(engine, "network_size", None)
                     inference.append({
                         "precision": precision, "mode": mode, "requests": int(engine.num_requests),
@@ -158,6 +168,9 @@ def run_bench(video: str, device: str = "CPU", precisions: Sequence[str] = PRECI
         if not outputs:
             raise BenchError("the engine returned no outputs to decode (a remote server dropped every frame?)")
         decode = measure_decoders(outputs, frame_size, max(frames, len(outputs)), progress, tmp_path, numba_here)
+        progress("tracking", 0)
+        tracking = measure_identities([tracked]) if tracked is not None else None
+        progress("tracking", TRACKING_STEPS - 1)
         events_report = (measure_events(tmp_path, progress, make_detections_app=make_detections_app) if events
                          else None)
     try:
@@ -184,6 +197,7 @@ def run_bench(video: str, device: str = "CPU", precisions: Sequence[str] = PRECI
         "pipeline": pipeline,
         "decode": decode,
         "streams": streams,
+        "tracking": tracking,
         "events": events_report,
     }
     report["ratios"], report["targets"] = compute_ratios(report)

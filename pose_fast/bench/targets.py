@@ -6,6 +6,7 @@ import math
 from typing import List, Optional, Tuple
 
 from .crowd import CROWD_PEOPLE
+from .identities import identity_targets
 from .plan import STREAMS
 
 __all__ = [
@@ -126,6 +127,9 @@ def compute_ratios(report: dict) -> Tuple[dict, list]:
                     value = row["aggregate_fps"] / base["aggregate_fps"]
                     ratios["streams"][f"remote {row['streams']} / {name}"] = value
         targets += remote_stream_targets(local, alone, one, four, streams.get("local_skipped", ""))
+    # issue 15: identities on every 5th frame, and the tracker's cost
+    for t in identity_targets(report.get("tracking")):
+        targets.append(_target(t["name"], t["value"], t["threshold"], t["op"], unit=t["unit"], note=t["note"]))
     return ratios, targets
 
 
