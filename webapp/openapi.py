@@ -36,11 +36,17 @@ def _error_schema(description: str, status: int, required=()) -> dict:
 
 def _schemas() -> dict:
     stream_stats = {
-        "source": {"type": "string", "enum": ["camera", "demo"]},
+        "source": {"type": "string", "description": "A camera's name, or ``demo``."},
         "device": {"type": "string", "description": "The OpenVINO device the stream runs on (``AUTO``, ``CPU``, "
                                                     "``GPU.0``, ...)."},
-        "state": {"type": "string", "enum": ["idle", "starting", "running", "stopped", "failed"],
-                  "description": "``idle``: never started on this server."},
+        "state": {"type": "string", "enum": ["idle", "starting", "running", "reconnecting", "stopped", "failed"],
+                  "description": "``idle``: never started on this server; ``reconnecting``: a camera that is lost "
+                                 "or does not open, tried again with backoff (``error`` says why)."},
+        "always_on": {"type": "boolean", "description": "A camera's stream: it runs and records whether or not "
+                                                        "anyone watches."},
+        "last_frame_s": {"type": ["number", "null"], "minimum": 0,
+                         "description": "Seconds since a camera's last frame; null for the demo or before one."},
+        "reconnects": {**_COUNT, "description": "Times a camera's stream was lost and reopened."},
         "error": {**_TEXT_OR_NULL, "pattern": _ONE_LINE,
                   "description": "Why the stream failed or stopped (one line, no absolute path); null when it did "
                                  "not."},
@@ -61,7 +67,7 @@ def _schemas() -> dict:
         "ready_s": {"type": ["number", "null"], "minimum": 0,
                     "description": "Seconds from the start to the first frame; null until then."},
     }
-    only_started = ["encode_ms", "frame_size", "engine", "ready_s"]
+    only_started = ["encode_ms", "frame_size", "engine", "ready_s", "always_on", "last_frame_s", "reconnects"]
     return {
         "Error": {
             "type": "object",
@@ -77,8 +83,11 @@ def _schemas() -> dict:
                 "valid": {"type": "array", "items": {"type": "string"},
                           "description": "With an unknown ``source`` or ``device-name``: the values this server "
                                          "accepts."},
-                "source": {"type": "string", "enum": ["camera", "demo"],
-                           "description": "With a stream that cannot start: the source asked for."},
+                "source": {"type": "string", "description": "With a stream that cannot start: the source asked "
+                                                            "for."},
+                "ready": {"const": False, "description": "``/readyz``: not ready."},
+                "cameras": {"type": "object", "additionalProperties": _ref("schemas", "CameraHealth"),
+                            "description": "``/readyz``: each camera's health."},
                 "device": {"type": "string", "description": "With a stream that cannot start: the device asked "
                                                             "for."},
             },
@@ -89,7 +98,8 @@ def _schemas() -> dict:
             "required": list(stream_stats),
             "additionalProperties": False,
             "properties": {**stream_stats,
-                           "state": {"type": "string", "enum": ["starting", "running", "stopped", "failed"]}},
+                           "state": {"type": "string",
+                                     "enum": ["starting", "running", "reconnecting", "stopped", "failed"]}},
         },
         "Stats": {
             "type": "object",
@@ -114,30 +124,55 @@ def _schemas() -> dict:
         },
         "SourceInfo": {
             "type": "object",
-            "required": ["available", "error", "label"],
+            "required": ["kind", "available", "error", "label", "state"],
             "additionalProperties": False,
             "properties": {
-                "available": {"type": "boolean", "description": "Whether it opens (the camera is probed at most "
-                                                                "every 10 s; a running camera stream counts)."},
-                "error": {**_TEXT_OR_NULL, "pattern": _ONE_LINE, "description": "Why it does not; null if it does."},
-                "label": {"type": "string", "description": "``camera N``, or the demo video's file name."},
+                "kind": {"type": "string", "enum": ["camera", "demo"]},
+                "available": {"type": "boolean", "description": "A camera: whether its always-on stream is running "
+                                                                "now; the demo: whether its file is there."},
+                "error": {**_TEXT_OR_NULL, "pattern": _ONE_LINE, "description": "Why it is not; null if it is."},
+                "label": {"type": "string", "description": "``camera NAME``, or the demo video's file name."},
+                "state": {"type": ["string", "null"],
+                          "enum": ["starting", "running", "reconnecting", "stopped", "failed", None],
+                          "description": "A camera's stream state; null for the demo."},
             },
         },
+        "CameraHealth": {
+            "type": "object",
+            "required": ["state", "error", "last_frame_s", "losses", "reconnects"],
+            "additionalProperties": False,
+            "properties": {
+                "state": {"type": "string", "enum": ["starting", "running", "reconnecting", "stopped", "failed"]},
+                "error": {**_TEXT_OR_NULL, "pattern": _ONE_LINE, "description": "The last error; null if none."},
+                "last_frame_s": {"type": ["number", "null"], "minimum": 0,
+                                 "description": "Seconds since its last frame; null before one."},
+                "losses": {**_COUNT, "description": "Times the stream was lost."},
+                "reconnects": {**_COUNT, "description": "Times it came back."},
+            },
+        },
+        "Ready": {
+            "type": "object",
+            "required": ["ready", "cameras"],
+            "additionalProperties": False,
+            "properties": {"ready": {"const": True},
+                           "cameras": {"type": "object", "additionalProperties": _ref("schemas", "CameraHealth")}},
+        },
+        "Health": {"type": "object", "required": ["status"], "additionalProperties": False,
+                   "properties": {"status": {"const": "ok"}}},
         "Sources": {
             "type": "object",
             "required": ["sources", "devices", "default_device", "default_source", "streams"],
             "additionalProperties": False,
             "properties": {
-                "sources": {"type": "object", "description": "The sources this server was started with.",
-                            "properties": {"camera": _ref("schemas", "SourceInfo"),
-                                           "demo": _ref("schemas", "SourceInfo")},
-                            "additionalProperties": False},
+                "sources": {"type": "object", "description": "The sources this server was started with: the "
+                                                               "cameras by name, then ``demo``.",
+                            "additionalProperties": _ref("schemas", "SourceInfo")},
                 "devices": {"type": "array", "items": {"type": "string"}, "contains": {"const": "AUTO"},
                             "uniqueItems": True,
                             "description": "``AUTO`` (first) and the OpenVINO devices of this machine."},
                 "default_device": {"type": "string", "description": "The device when a URL names none "
                                                                     "(``DEVICE``)."},
-                "default_source": {"type": ["string", "null"], "enum": ["camera", "demo", None],
+                "default_source": {"type": ["string", "null"],
                                    "description": "The source when a URL names none (``DEFAULT_SOURCE``); null: the "
                                                   "camera if configured, else the demo."},
                 "streams": {"type": "array", "items": _ref("schemas", "StreamStats"),
@@ -285,6 +320,8 @@ def _paths() -> dict:
     choice = [_ref("parameters", name) for name in ("source", "device-name", "device_name", "device")]
     no_cache = {"Cache-Control": _ref("headers", "NoCache")}
     unavailable = _ref("responses", "StreamUnavailable")
+    conflict = _error_schema("A camera that another viewer watches on another device: watch it on that one.", 409,
+                             required=("source", "device"))
     mjpeg = "multipart/x-mixed-replace"
     any_file = _content("*/*", {"type": "string"})
 
@@ -296,10 +333,12 @@ def _paths() -> dict:
         "/": {"get": {
             "operationId": "page", "tags": ["page"], "summary": "The live view (HTML)",
             "description": "The page with the live MJPEG view, the source and device choice and the numbers. "
-                           "``source`` and ``device-name`` preselect what it shows; values the server does not have "
-                           "are ignored (the page starts from the defaults).",
+                           "``source`` and ``device-name`` preselect what it shows; a value the server does not have "
+                           "is a 400 page that says so (and starts from the defaults).",
             "parameters": choice,
             "responses": _answers({"200": {"description": "The page.",
+                                           "content": _content("text/html", {"type": "string"})},
+                                   "400": {"description": "The page, saying which parameter it does not know.",
                                            "content": _content("text/html", {"type": "string"})}}),
         }},
         "/video_feed": {
@@ -316,7 +355,7 @@ def _paths() -> dict:
                     "200": {"description": "The stream, until the client leaves or the stream ends.",
                             "headers": {**no_cache, "X-Accel-Buffering": {"schema": {"const": "no"}}},
                             "content": _content(mjpeg, _binary(mjpeg))},
-                    "503": unavailable}),
+                    "409": conflict, "503": unavailable}),
             },
             "head": {
                 "operationId": "video_feed_head", "tags": ["streams"], "summary": "Check a stream choice",
@@ -334,7 +373,7 @@ def _paths() -> dict:
             "parameters": choice,
             "responses": _answers({"200": {"description": "The frame.", "headers": no_cache,
                                            "content": _content("image/jpeg", _binary("image/jpeg"))},
-                                   "503": unavailable}),
+                                   "409": conflict, "503": unavailable}),
         }},
         "/stats": {"get": {
             "operationId": "stats", "tags": ["streams"], "summary": "One stream's numbers",
@@ -342,6 +381,19 @@ def _paths() -> dict:
                            "it never ran); starts nothing.",
             "parameters": choice,
             "responses": _answers({"200": json_ok("The numbers.", "Stats")}),
+        }},
+        "/healthz": {"get": {
+            "operationId": "healthz", "tags": ["health"], "summary": "The process answers",
+            "responses": _answers({"200": json_ok("Alive.", "Health")}),
+        }},
+        "/readyz": {"get": {
+            "operationId": "readyz", "tags": ["health"], "summary": "Every camera is running",
+            "description": "200 when every configured camera's stream is running (model compiled, frames coming); "
+                           "503 naming each camera that is reconnecting, starting or failed, with its last error and "
+                           "how long ago it gave a frame.",
+            "responses": _answers({"200": json_ok("Ready.", "Ready"),
+                                   "503": _error_schema("Not ready: the cameras that are not running.", 503,
+                                                        required=("ready", "cameras"))}),
         }},
         "/sources": {"get": {
             "operationId": "sources", "tags": ["streams"], "summary": "What this server offers",
@@ -428,6 +480,7 @@ def build_document() -> dict:
                  {"name": "streams", "description": "Live streams: one pipeline per (source, device), shared by "
                                                     "every viewer."},
                  {"name": "events", "description": "Enter/exit events from the events database."},
+                 {"name": "health", "description": "Liveness and readiness, for a supervisor."},
                  {"name": "meta", "description": "This description."}],
         "paths": _paths(),
         "components": {
