@@ -157,13 +157,13 @@ class _Viewer:
                 if not chunk:
                     return
                 self.bytes += len(chunk)
-        except OSError:
+        except (OSError, ValueError):
             pass
 
     def close(self):
-        self._stop.set()
-        self.response.close()
+        self._stop.set()  # the camera sends 10 frames a second: the reader sees this at its next chunk
         self._thread.join(10)
+        self.response.close()
 
 
 def test_page_with_two_named_cameras_one_down(browser, live_server, video_path):
