@@ -93,7 +93,7 @@ def test_page_shows_the_camera_is_down_then_the_demo_stream_moves(browser, serve
     options = [o.get_attribute("value") for o in browser.find_elements(By.CSS_SELECTOR, "#device option")]
     assert options == app.extensions["pose_fast_streams"].devices()
     assert wait_for(lambda: _text(browser, "stat-state").startswith("reconnecting: no camera 99"), timeout=10)
-    assert "recording while nobody watches" in _text(browser, "stat-state")
+    assert "always on: retried until it is back" in _text(browser, "stat-state")
     browser.save_screenshot(str(ARTIFACTS / "web-no-camera.png"))
 
     # toggle to the demo video

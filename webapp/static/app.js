@@ -260,7 +260,7 @@
       setText("stat-people", running ? String(s.people) : "–");
       setText("stat-viewers", String(s.viewers));
       var parts = [s.state === "reconnecting" && s.error ? "reconnecting: " + s.error : s.state];
-      if (s.always_on) { parts.push("always on: recording while nobody watches"); }
+      if (s.always_on) { parts.push(running ? "always on: recording while nobody watches" : "always on: retried until it is back"); }
       if (running && s.last_frame_s > 2) { parts.push("last frame " + Math.round(s.last_frame_s) + " s ago"); }
       if (s.reconnects) { parts.push("reconnected " + s.reconnects + (s.reconnects === 1 ? " time" : " times")); }
       if (s.engine) { parts.push(s.engine); }
