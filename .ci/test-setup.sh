@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything the test suite needs on a fresh Debian/Ubuntu machine; the README's test command runs it:
 #   1. system packages (apt-get update first): a C compiler for the decoder extension, OpenCV's GUI libraries,
-#      Xvfb, ImageMagick and xdotool for the window test, Debian's chromium and its driver for the browser test;
+#      Xvfb, ImageMagick and xdotool for the window test, Debian's chromium and its driver for the browser test,
+#      GStreamer's RTSP server with its Python bindings and codecs for the camera/watchdog tests;
 #   2. the project with its test extra (`pip install -e ".[test]"`, which compiles the Cython decoder), and the
 #      peer decoder the tests compare against (openvino-model-api 0.2.5, --no-deps: it pins an old OpenVINO);
 #   3. .venv-kserve/, the KServe v2 test server's own virtualenv (.ci/remote.sh), for the remote-inference tests.
@@ -13,7 +14,9 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 echo "test-setup: system packages (apt-get)" >&2
 $SUDO apt-get update -qq
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    build-essential libgl1 libglib2.0-0 xvfb x11-apps imagemagick xdotool chromium chromium-driver >/dev/null
+    build-essential libgl1 libglib2.0-0 xvfb x11-apps imagemagick xdotool chromium chromium-driver \
+    gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+    gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav >/dev/null
 echo "test-setup: pose_fast with its test extra, and the peer decoder" >&2
 python -m pip install -q -e ".[test]"
 python -m pip install -q --no-deps openvino-model-api==0.2.5
