@@ -16,8 +16,14 @@ from pathlib import Path
 import pytest
 from support import RtspServer, VideoHttpServer, free_port, rtsp_unavailable, wait_for
 
-from pose_fast.cameras import (CameraConfig, CameraConfigError, cameras_from_config, load_config_file,
-                               parse_camera, parse_cameras)
+from pose_fast.cameras import (
+    CameraConfig,
+    CameraConfigError,
+    cameras_from_config,
+    load_config_file,
+    parse_camera,
+    parse_cameras,
+)
 from pose_fast.events import read_events
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -239,3 +245,42 @@ def _epoch(text: str) -> float:
 
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=__import__("datetime").timezone.utc) \
         .timestamp()
+
+
+def test_a_camera_moves_to_the_device_a_lone_viewer_asks_for_refuses_a_second_and_tells_viewers_it_is_lost(
+        web_config, video_path):
+    """Another device-name for a camera nobody watches restarts it there (always on still; events go on under its
+    name); asked for on a third device while watched: 409 saying why. When its stream goes away, its viewers get a
+    frame saying it reconnects (drawn by the server), not a frozen picture."""
+    import cv2
+    import numpy as np
+
+    from pose_fast.webapp import create_app
+    from pose_fast.webapp.streams import StreamError
+
+    with VideoHttpServer(video_path("one-by-one"), fps=10) as camera:
+        app = create_app(web_config(CAMERAS=[f"door={camera.base}/live.mjpg"], STALL_TIMEOUT=1.5))
+        manager = app.extensions["pose_fast_streams"]
+        try:
+            assert wait_for(lambda: manager.health()["door"]["state"] == "running", timeout=120)
+            first = manager.stream("door", "CPU")
+            assert first.device == "CPU" and manager.cameras_started == 1
+            sub = manager.subscribe("door", "AUTO")
+            assert sub.stream is not first and sub.stream.device == "AUTO" and sub.stream.pinned
+            assert manager.cameras_started == 2 and wait_for(lambda: first.state == "stopped", timeout=30)
+            with pytest.raises(StreamError) as info:
+                manager.subscribe("door", "CPU")
+            assert info.value.status == 409 and "being watched on AUTO by another viewer" in str(info.value)
+            assert sub.latest(timeout=60) is not None
+            camera.stop()  # the camera goes away with a viewer watching
+            assert wait_for(lambda: manager.health()["door"]["state"] == "reconnecting", timeout=30)
+            seq = sub.stream.broadcaster.seq
+            assert wait_for(lambda: sub.stream.broadcaster.seq > seq, timeout=10), "no status frame"
+            image = cv2.imdecode(np.frombuffer(sub.stream.broadcaster.jpeg, np.uint8), cv2.IMREAD_COLOR)
+            assert image.shape == (432, 768, 3) and 35 < image.mean() < 70  # the dark status frame, with text
+            stream = sub.stream
+            sub.close()
+            time.sleep(1.0)
+            assert stream.alive  # nobody watches: a camera runs on
+        finally:
+            manager.close()

@@ -87,6 +87,29 @@ class MjpegBroadcaster:
             self.seq += 1
             self.cond.notify_all()
 
+    def show_status(self, lines) -> None:
+        """While the stream has no frames (a camera reconnecting): give the viewers a frame of the stream's size
+        saying so, drawn here (called about once a second by the manager, only while someone watches)."""
+        if not self.viewers:
+            return
+        import numpy as np
+
+        width, height = self.size or (640, 360)
+        image = np.full((height, width, 3), 40, np.uint8)
+        scale = max(0.4, min(1.0, width / 900))
+        for row, line in enumerate(lines):
+            cv2.putText(image, line, (16, int(40 * scale) + row * int(36 * scale)), cv2.FONT_HERSHEY_SIMPLEX,
+                        scale, (0, 200, 255) if row == 0 else (230, 230, 230), 1 + (row == 0), cv2.LINE_AA)
+        ok, buf = cv2.imencode(".jpg", image, self.params)
+        if not ok:
+            return
+        with self.cond:
+            self.encodes += 1
+            self.jpeg = buf.tobytes()
+            self.jpeg_frame = self.frames  # the newest there is: a viewer arriving now gets it at once
+            self.seq += 1
+            self.cond.notify_all()
+
     def close(self) -> None:
         with self.cond:
             self.closed = True

@@ -38,6 +38,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from pose_fast.errors import EventStoreError, first_line
 
 from .broadcaster import BOUNDARY, MjpegBroadcaster, mjpeg_part
+from .responses import public_text
 from .stream import RELEASE_TIMEOUT, MjpegBody, Stream, StreamError, Subscription
 
 log = logging.getLogger(__name__)
@@ -383,6 +384,15 @@ class StreamManager:
                 for sub in self._subscriptions:
                     if not sub.evicted and sub.stalled_for(now) >= self.viewer_timeout:
                         self._evict(sub, "stopped reading")
+                watched = {id(s.stream): s.stream for s in self._subscriptions if s.stream.pinned}
+            for stream in watched.values():  # a camera that gives no frames: its viewers are told why
+                health = stream.health()
+                if health["state"] == "reconnecting":
+                    seen = health["last_frame_s"]
+                    stream.broadcaster.show_status([
+                        f"camera {stream.source}: reconnecting",
+                        public_text(health["error"] or "")[:80],
+                        f"last frame {seen:.0f} s ago" if seen is not None else "no frame yet"])
 
     def unsubscribe(self, stream: Stream, subscription: Optional[Subscription] = None) -> None:
         with self._lock:
