@@ -1,7 +1,7 @@
 """The page in a real headless Chromium (Debian ``chromium`` + ``chromium-driver``, driven by Selenium).
 
 Screenshots go to ``test-artifacts/`` (``web-no-camera.png``, ``web-demo.png``, ``web-device-error.png``,
-``web-cameras.png``, ``web-camera-down.png``).
+``web-cameras.png``, ``web-camera-down.png``, ``web-problem.png``).
 """
 from __future__ import annotations
 
@@ -253,3 +253,4 @@ def test_page_with_two_named_cameras_one_down(browser, live_server, video_path):
         assert _visible(browser, "problem")
         colour = browser.find_element(By.ID, "problem").value_of_css_property("color")
         assert colour in ("rgba(255, 181, 71, 1)", "rgb(255, 181, 71)"), colour
+        browser.save_screenshot(str(ARTIFACTS / "web-problem.png"))
