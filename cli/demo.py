@@ -161,6 +161,7 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
                 tracker = None
                 if not no_db:
                     store = EventStore(resolve_db_path(db))
+                    store.snapshots.log_failure = False  # said after the summary, unless a worse error is
                     stack.callback(_close_store, store, failures)
                     recorder = EventRecorder(store, source=source.spec, device=engine.device)
                     tracker = Tracker(on_event=recorder.record)
@@ -193,6 +194,8 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
         click.echo(f"events: {store.written} stored in {store.path} (--db chooses the file, --no-db records none)")
     if failures:
         raise UserError(first_line(failures[0])) from None
+    if store is not None and store.snapshots.failure:
+        click.secho(f"warning: {store.snapshots.failure}", fg="yellow", err=True)
     lost = _ended_too_soon(source, pipe)
     if lost and interrupted is None:
         click.secho(f"warning: {lost}", fg="yellow", err=True)

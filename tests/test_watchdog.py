@@ -145,6 +145,7 @@ def test_demo_on_rtsp_survives_the_server_being_killed_and_restarted(env, video_
     assert proc.returncode == 143, err
     assert "Traceback" not in err
     assert f"stream {rtsp.url} lost (" in err and f"stream {rtsp.url} back after " in err
+    assert "[ WARN" not in err and "cap_ffmpeg" not in err  # OpenCV's own lines stay off the console
     events, _ = read_events(db, limit=100)
     enters = [e["person_id"] for e in events if e["kind"] == "enter"]
     exits = [e["person_id"] for e in events if e["kind"] == "exit"]

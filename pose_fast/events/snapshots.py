@@ -37,6 +37,8 @@ class SnapshotFolder:
         self.keep_bytes = int(keep_bytes)
         self._files: Optional[Deque[Tuple[str, int]]] = None  # (name, size), oldest first; read at the first save
         self._bytes = 0
+        self.failure: Optional[str] = None  # the first snapshot that could not be written, why
+        self.log_failure = True  # False: the owner reports ``failure`` itself (the demo, in its last lines)
         self._warned = False
         self.written = 0
         self.removed = 0
@@ -77,10 +79,9 @@ class SnapshotFolder:
                 out.write(data.tobytes())
             os.replace(tmp, path)
         except OSError as exc:
-            if not self._warned:
-                self._warned = True
-                log.warning("event snapshots cannot be written to %s (%s); events are still stored, without them",
-                            self.folder, exc.strerror or exc)
+            if self.failure is None:
+                self.failure = (f"event snapshots cannot be written to {self.folder} ({exc.strerror or exc}); "
+                                f"events are still stored, without them")
             return None
         self._files.append((name, len(data)))
         self._bytes += len(data)
@@ -100,6 +101,13 @@ class SnapshotFolder:
                 pass
             except OSError as exc:
                 log.warning("an old snapshot %s cannot be removed (%s)", self.folder / name, exc.strerror or exc)
+
+    def warn_once(self) -> None:
+        """Log :attr:`failure` once (the writer calls this after a commit: when the database cannot be written
+        either, its own one-line error says it all)."""
+        if self.failure is not None and not self._warned and self.log_failure:
+            self._warned = True
+            log.warning("%s", self.failure)
 
     def path(self, name: Optional[str]) -> Optional[Path]:
         """The file of a stored snapshot name, if it still exists (retention may have removed it)."""

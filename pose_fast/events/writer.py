@@ -330,6 +330,7 @@ class EventStore:
             self._persons.clear()
         self._persons.update(persons)
         self._written += len(rows)
+        self.snapshots.warn_once()
         for batch in seen.intersection(self._kept):
             self._written += self._kept.pop(batch)
 
