@@ -294,7 +294,7 @@ def test_a_final_commit_that_fails_is_one_line_and_keeps_the_events_saved(env, v
         with EventStore(db) as store:  # one commit: the WAL now holds all the limit allows
             store.add("enter", 1, 0, time.time(), 1, "earlier", "CPU")
             store.add("exit", 1, 1, time.time(), 0, "earlier", "CPU")
-        proc = _limited_demo(env, tmp_path, "-i", video_path("store-aisle"), "--no-show", "--db", db, "--limit", 3,
+        proc = _limited_demo(env, tmp_path, "-i", video_path("store-aisle"), "--no-show", "--db", db, "--limit", 6,
                              "--input-height", 128)
     finally:
         keep.close()
