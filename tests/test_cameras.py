@@ -177,6 +177,7 @@ def test_an_rtsp_camera_records_with_nobody_watching_through_a_cut(tmp_path, mod
 
 @needs_rtsp
 @pytest.mark.slow
+@pytest.mark.soak
 def test_soak_five_cuts_every_one_reconnected_memory_and_descriptors_flat(tmp_path, model_xml, video_path):
     """The RTSP camera is cut five times (down 3 s each) over POSE_FAST_SOAK_S seconds (default 300; the
     30-minute run is in the README): every cut reconnected, RSS and open descriptors of the server flat from the
