@@ -96,7 +96,24 @@ class _QuietOpenCV:
             cv2.utils.logging.setLogLevel(self._level)
 
 
-class FrameSource:
+class FrameSize:
+    """``shape`` and ``size`` from ``width`` and ``height``: what a source's frames are."""
+
+    width: int
+    height: int
+
+    @property
+    def shape(self) -> Tuple[int, int, int]:
+        """(height, width, 3): the shape a slot must have."""
+        return (self.height, self.width, 3)
+
+    @property
+    def size(self) -> Tuple[int, int]:
+        """(width, height)."""
+        return (self.width, self.height)
+
+
+class FrameSource(FrameSize):
     """An opened camera, video file or stream. Use :func:`open_source` to make one.
 
     Attributes
@@ -220,15 +237,6 @@ class FrameSource:
         return np.ascontiguousarray(frame)
 
     # -- reading ---------------------------------------------------------------------------------------------------
-    @property
-    def shape(self) -> Tuple[int, int, int]:
-        """(height, width, 3): the shape a slot must have."""
-        return (self.height, self.width, 3)
-
-    @property
-    def size(self) -> Tuple[int, int]:
-        """(width, height)."""
-        return (self.width, self.height)
 
     @property
     def seekable(self) -> bool:

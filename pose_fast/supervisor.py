@@ -18,13 +18,13 @@ import logging
 import random
 import threading
 import time
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional
 
 import cv2
 import numpy as np
 
 from .errors import SourceError, first_line
-from .frames import DEFAULT_OPEN_TIMEOUT_MS, FrameSource, open_source
+from .frames import DEFAULT_OPEN_TIMEOUT_MS, FrameSize, FrameSource, open_source
 
 __all__ = ["Backoff", "SupervisedSource", "DEFAULT_STALL_TIMEOUT"]
 
@@ -53,7 +53,7 @@ class Backoff:
         self._next = self.first
 
 
-class SupervisedSource:
+class SupervisedSource(FrameSize):
     """A live source that reconnects by itself; see the module docstring.
 
     Parameters
@@ -115,14 +115,6 @@ class SupervisedSource:
                             open_timeout_ms=max(timeout_ms, DEFAULT_OPEN_TIMEOUT_MS))
 
     # -- what FrameSource has ---------------------------------------------------------------------------------
-    @property
-    def shape(self) -> Tuple[int, int, int]:
-        return (self.height, self.width, 3)
-
-    @property
-    def size(self) -> Tuple[int, int]:
-        return (self.width, self.height)
-
     def read(self, into: np.ndarray) -> Optional[np.ndarray]:
         """The next frame into ``into``; waits through losses and reconnections. None only once interrupted."""
         while not self._interrupted.is_set():
