@@ -397,7 +397,7 @@ def _paths() -> dict:
         }},
         "/sources": {"get": {
             "operationId": "sources", "tags": ["streams"], "summary": "What this server offers",
-            "description": "The configured sources (the camera is probed), the devices, the defaults and the "
+            "description": "The configured sources (each camera with its state), the devices, the defaults and the "
                            "running streams.",
             "responses": _answers({"200": json_ok("Sources, devices and streams.", "Sources")}),
         }},
