@@ -160,6 +160,7 @@ class Pipeline:
         else:
             self.in_flight = max(1, int(engine.num_requests))
         self.ring = FrameRing(ring_size or self.in_flight + 4, source.shape)
+        self._warm_up()
         self._stop = threading.Event()
         self._error: Optional[BaseException] = None
         self._error_lock = threading.Lock()
@@ -449,6 +450,16 @@ class Pipeline:
                 raise
             with self._results_cond:
                 self._submitted += 1
+
+    def _warm_up(self) -> None:
+        """Pay the first calls before frame 0, not on it: OpenCV's font and anti-aliasing (the renderer), the
+        decoder's import and its kernel for this output size (the default decoder, on an all-zero output)."""
+        if self.renderer:
+            self.renderer.warm_up(self.source.shape)
+        if self._user_decoder is None and self.engine.output_size:
+            width, height = self.engine.output_size
+            self._decoder()(np.zeros((19, height, width), np.float32), np.zeros((38, height, width), np.float32),
+                            frame_size=self.source.size)
 
     def _decoder(self):
         if self._user_decoder is not None:
