@@ -172,10 +172,13 @@ def _check_model(model, device: str) -> None:
 @click.option("--min-pose-score", default=None, type=click.FloatRange(min=0),
               help="Lowest pose score that counts as a person (default 10, env POSE_FAST_MIN_POSE_SCORE); "
                    "fragments below it are drawn faintly, not counted or recorded.")
+@click.option("--motion-gate/--no-motion-gate", default=None,
+              help="Skip inference while nobody is in view and nothing moves (still once a second; env "
+                   "POSE_FAST_MOTION_GATE=1|0). Default: on for the camera, off for the demo video.")
 @click.option("--threads", default=THREADS, show_default=True, type=click.IntRange(10, 1000),
               help="Server threads; each watching browser holds one (at most threads - 8 viewers).")
 def web(host, port, demo_video, camera, db, device_name, model, input_height, server, allowed_hosts, min_pose_score,
-        threads):
+        motion_gate, threads):
     """Serve the live pose view, the camera/demo toggle and /detections.
 
     Open the printed URL in a browser. ?device-name=CPU|GPU|MYRIAD|AUTO picks the inference device; the page
@@ -191,7 +194,7 @@ def web(host, port, demo_video, camera, db, device_name, model, input_height, se
     for key, value in (("HOST", host), ("PORT", port), ("DEMO_VIDEO", demo_video), ("CAMERA", camera),
                        ("DATABASE", db), ("DEVICE", device_name), ("MODEL", model),
                        ("INPUT_HEIGHT", input_height), ("SERVER", server), ("MIN_POSE_SCORE", min_pose_score),
-                       ("ALLOWED_HOSTS", allowed_hosts or None)):
+                       ("ALLOWED_HOSTS", allowed_hosts or None), ("MOTION_GATE", motion_gate)):
         if value is not None:
             config[key] = value
     if demo_video is not None and demo_video.strip().lower() not in NONE_VALUES:

@@ -75,12 +75,15 @@ class StreamManager:
         second, and whenever the slots are full).
     min_pose_score : float
         The lowest pose score that counts as a person (:class:`pose_fast.people.PersonFilter`).
+    motion_gate : bool, optional
+        The pipelines' ``motion_gate`` (None: on for the camera, off for the demo video).
     """
 
     def __init__(self, demo_video=None, camera: Optional[int] = 0, model=None, input_height: int = 256,
                  database=None, grace: float = 2.0, realtime: bool = True, jpeg_quality: int = 80,
                  server: Optional[str] = None, precision: Optional[str] = None, start_timeout: float = 120.0,
-                 max_viewers: int = 24, min_pose_score: Optional[float] = None, viewer_timeout: float = 5.0):
+                 max_viewers: int = 24, min_pose_score: Optional[float] = None, viewer_timeout: float = 5.0,
+                 motion_gate: Optional[bool] = None):
         self.demo_video = Path(demo_video) if demo_video else None
         self.camera = camera
         self.model = model
@@ -98,6 +101,7 @@ class StreamManager:
         self._watchdog: Optional[threading.Thread] = None
         self.evicted = 0  # viewers that lost their slot for not reading, or to a fairer share
         self.min_pose_score = min_pose_score
+        self.motion_gate = motion_gate
         self._lock = threading.Lock()
         self._streams: Dict[Tuple[str, str], Stream] = {}
         self._last: Dict[Tuple[str, str], Stream] = {}  # the latest stream per key, also once ended
@@ -224,7 +228,7 @@ class StreamManager:
         tracker = Tracker(on_event=recorder)
         people = PersonFilter(MIN_POSE_SCORE if self.min_pose_score is None else self.min_pose_score)
         return Pipeline(source, engine, tracker=tracker, sinks=[stream.broadcaster], mode="latency", loop=True,
-                        person_filter=people)
+                        person_filter=people, motion_gate=self.motion_gate)
 
     def _recorder(self, stream: Stream, source):
         if not self.database:
