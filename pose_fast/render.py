@@ -86,9 +86,9 @@ class Renderer:
         kp[0, :, 1] = np.linspace(0.2, 0.8, NUM_KEYPOINTS) * height
         kp[0, :, 2] = 1.0
         poses = Poses(kp, np.ones(1, np.float32))
-        for _ in range(2):  # the second call still costs a few ms on opencv-python 5
-            self.draw(scratch, poses, np.ones(1, np.int64), inference_ms=0.0, fps=0.0, people=1, status="warm-up",
-                      fragments=poses)
+        for _ in range(2):  # the second call still costs a few ms; Renderer.draw: not a subclass's (nothing counted)
+            Renderer.draw(self, scratch, poses, np.ones(1, np.int64), inference_ms=0.0, fps=0.0, people=1,
+                          status="warm-up", fragments=poses)
 
     def draw(self, frame: np.ndarray, poses, labels: Optional[Sequence[int]] = None, *,
              inference_ms: Optional[float] = None, fps: Optional[float] = None,
