@@ -8,8 +8,8 @@ aspect ratio instead of stretching frames; a frame of another size than the netw
 inside the model instead (bilinear). The pipeline's CPU time per frame with the host resize, over the in-model
 one, on a loaded 2-core CPU (medians of 5 alternating rounds): 0.91-0.98× in three of 768×432 / 480×270 ×
 latency / throughput, 1.02× in the fourth. Area averaging rather than cv2's bilinear: its heatmaps stay within
-0.05 of the in-model resize's (bilinear on uint8: 0.12, beyond what the remote-engine tests allow). Output tensors are handed out as
-views into the request's memory, valid until that request runs again.
+0.05 of the in-model resize's (bilinear on uint8: 0.12, beyond what the remote-engine tests allow). Output
+tensors are handed out as views into the request's memory, valid until that request runs again.
 """
 from __future__ import annotations
 
