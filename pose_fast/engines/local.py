@@ -1,25 +1,22 @@
 """The OpenVINO engine: device validation, preprocessing inside the model, sync and async inference.
 
-The engine takes frames as OpenCV gives them (H×W×3 uint8 BGR). The network is reshaped once to the source's
-aspect ratio instead of stretching frames; a frame of another size than the network's is resized by
-``cv2.resize`` (area averaging) into a preallocated network-size buffer, one per request in flight
-(``resize="host"``, the default), and the compiled model does the layout change and the u8 → f32 conversion
-(``PrePostProcessor``). A frame at the network size is read in place, without a copy. ``resize="model"`` resizes
-inside the model instead (bilinear). The pipeline's CPU time per frame with the host resize, over the in-model
-one, on a loaded 2-core CPU (medians of 5 alternating rounds): 0.91-0.98× in three of 768×432 / 480×270 ×
-latency / throughput, 1.02× in the fourth. Area averaging rather than cv2's bilinear: its heatmaps stay within
-0.05 of the in-model resize's (bilinear on uint8: 0.12, beyond what the remote-engine tests allow). Output
-tensors are handed out as views into the request's memory, valid until that request runs again.
+The engine takes frames as OpenCV gives them (H×W×3 uint8 BGR) without copying them: the compiled model does the
+resize, layout change and type conversion (``PrePostProcessor``), and the network is reshaped once to the
+source's aspect ratio instead of stretching frames. Output tensors are handed out as views into the request's
+memory, valid until that request runs again.
+
+Resizing on the host instead (``cv2.resize`` into preallocated network-size buffers, the model converting only)
+was measured and dropped: 2-4 % less CPU time per frame in the pipeline, but OpenCV's worker threads, woken for
+every resize beside OpenVINO's, raised the latency mode's involuntary context switches from 20-60 to about 900
+per frame, and its frame rate fell (two alternating pairs: 27.7 → 16.6 and 12.2 → 8.4 FPS, 480×270).
 """
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
-import cv2
 import numpy as np
 
 from .. import _ov
@@ -40,7 +37,6 @@ from .contract import (
 )
 
 __all__ = ["Engine", "EngineError", "validate_device", "default_cache_dir", "CPU_PRECISIONS", "DEFAULT_CPU_PRECISION",
-           "RESIZES",
            "MYRIAD_REQUESTS", "DEVICE_FAMILIES", "VIRTUAL_PREFIXES"]
 
 DEVICE_FAMILIES = ("CPU", "GPU", "NPU", "MYRIAD", "AUTO")
@@ -49,9 +45,6 @@ MYRIAD_REQUESTS = 4  # the stick pipelines several requests
 #: Arithmetic the CPU plugin may be asked for (``INFERENCE_PRECISION_HINT``); see :class:`Engine`.
 CPU_PRECISIONS = ("f32", "bf16")
 DEFAULT_CPU_PRECISION = "f32"
-#: Where a frame is resized to the network size: ``host`` (cv2, into preallocated buffers) or ``model``.
-RESIZES = ("host", "model")
-_INTERPOLATION = cv2.INTER_AREA  # the host resize (see the module docstring)
 
 def validate_device(core: Core, device: str) -> str:
     """Return the device name if this machine can run it, else raise EngineError listing what it has."""
@@ -146,23 +139,19 @@ class Engine(EngineBase):
         and ``HETERO``). ``f32`` (default): the same people on every x86-64 host, AVX2 to AMX. ``bf16``: what
         OpenVINO picks by itself on CPUs with AVX-512 BF16 or AMX; no faster for the INT8 model here, and it
         splits people into fragments more often. ``None``: leave it to OpenVINO.
-    resize : {"host", "model"}
-        Where frames are resized to the network size (see the module docstring); default ``host``.
     """
 
     def __init__(self, model=None, device: str = "CPU", precision: Optional[str] = None,
                  input_height: int = DEFAULT_INPUT_HEIGHT, mode: str = "latency",
                  num_requests: Optional[int] = None, cache_dir=None, core: Optional[Core] = None,
                  progress: Optional[Callable[[int, Optional[int]], None]] = None,
-                 cpu_precision: Optional[str] = DEFAULT_CPU_PRECISION, resize: str = "host"):
+                 cpu_precision: Optional[str] = DEFAULT_CPU_PRECISION):
         if mode not in MODES:
             raise EngineError(f"unknown mode {mode!r}: use latency or throughput")
         if num_requests is not None and num_requests < 1:
             raise EngineError(f"the number of requests must be at least 1, got {num_requests}")
         if input_height <= 0 or input_height % STRIDE:
             raise EngineError(f"--input-height must be a positive multiple of {STRIDE}, got {input_height}")
-        if resize not in RESIZES:
-            raise EngineError(f"unknown resize {resize!r}: use {' or '.join(RESIZES)}")
         if cpu_precision is not None and cpu_precision not in CPU_PRECISIONS:
             raise EngineError(f"unknown CPU precision {cpu_precision!r}: use {' or '.join(CPU_PRECISIONS)}")
         self.core = core or Core()
@@ -177,10 +166,6 @@ class Engine(EngineBase):
         except ModelError as exc:
             raise EngineError(str(exc)) from None
         self.mode = mode
-        self.resize = resize
-        self._host_resize = False  # set by prepare(): frames differ from the network size and resize == "host"
-        self._sync_buffer = None
-        self._free_buffers: queue.SimpleQueue = queue.SimpleQueue()
         self.input_height = input_height
         self._requested = num_requests
         self._set_cache(cache_dir)
@@ -255,14 +240,13 @@ class Engine(EngineBase):
         net_w, net_h = network_size_for(frame_width, frame_height, self.input_height)
         model = self._model.clone() if hasattr(self._model, "clone") else self.core.read_model(str(self.model_path))
         model.reshape({model.inputs[0].get_any_name(): [1, 3, net_h, net_w]})
-        host_resize = self.resize == "host" and (net_w, net_h) != (frame_width, frame_height)
         ppp = PrePostProcessor(model)
         tensor = ppp.input().tensor()
         tensor.set_element_type(Type.u8)
         tensor.set_layout(Layout("NHWC"))
-        tensor.set_shape([1, net_h, net_w, 3] if host_resize else [1, frame_height, frame_width, 3])
+        tensor.set_shape([1, frame_height, frame_width, 3])
         ppp.input().preprocess().convert_element_type(Type.f32)
-        if (net_w, net_h) != (frame_width, frame_height) and not host_resize:
+        if (net_w, net_h) != (frame_width, frame_height):
             ppp.input().preprocess().resize(ResizeAlgorithm.RESIZE_LINEAR)
         ppp.input().model().set_layout(Layout("NCHW"))
         model = ppp.build()
@@ -282,13 +266,6 @@ class Engine(EngineBase):
         self.output_size = (int(shape[3]), int(shape[2]))
         self.network_size = (net_w, net_h)
         self.frame_size = (frame_width, frame_height)
-        self._host_resize = host_resize
-        self._free_buffers = queue.SimpleQueue()
-        self._sync_buffer = None
-        if host_resize:  # one per request in flight, one spare for the frame being resized, one for infer()
-            for _ in range(self.num_requests + 1):
-                self._free_buffers.put(np.empty((1, net_h, net_w, 3), np.uint8))
-            self._sync_buffer = np.empty((1, net_h, net_w, 3), np.uint8)
         self._request = self.compiled.create_infer_request()
         self._queue = AsyncInferQueue(self.compiled, self.num_requests)
         self._queue.set_callback(self._on_done)
@@ -297,21 +274,14 @@ class Engine(EngineBase):
     def _warm_up(self, frame_width: int, frame_height: int) -> None:
         """Run every request once on a black frame: a request's first inference allocates (20-30 ms more than the
         next on a 2-core CPU), and would otherwise land on the first frames shown."""
-        black = np.zeros((frame_height, frame_width, 3), np.uint8)
-        tensor = _ov.shared_tensor(self._input(black))
-        self._request.infer({0: tensor})
+        black = _ov.shared_tensor(np.zeros((1, frame_height, frame_width, 3), np.uint8))
+        self._request.infer({0: black})
         for index in range(len(self._queue)):
-            self._queue[index].infer({0: tensor})
+            self._queue[index].infer({0: black})
 
     # -- inference ---------------------------------------------------------------------------------------------
-    def _input(self, frame, into: Optional[np.ndarray] = None) -> np.ndarray:
-        """The (1, H, W, 3) batch the model reads: the frame itself, or it resized into ``into`` (default: the
-        buffer of infer())."""
+    def _input(self, frame) -> np.ndarray:
         check_frame(frame, self)
-        if self._host_resize:
-            into = self._sync_buffer if into is None else into
-            cv2.resize(frame, self.network_size, dst=into[0], interpolation=_INTERPOLATION)
-            return into
         return np.ascontiguousarray(frame)[None]
 
     def infer(self, frame: np.ndarray) -> tuple:
@@ -334,22 +304,13 @@ class Engine(EngineBase):
         self._raise_callback_error()
         if self._callback is None:
             raise EngineError("set_callback() must be called before submit()")
-        check_frame(frame, self)  # prepares on the first frame: the buffers exist only then
-        buffer = self._free_buffers.get() if self._host_resize else None
-        try:
-            batch = self._input(frame, buffer)
-            self._queue.start_async({0: _ov.shared_tensor(batch)}, (userdata, buffer, time.perf_counter()))
-        except BaseException:
-            if buffer is not None:
-                self._free_buffers.put(buffer)
-            raise
+        batch = self._input(frame)
+        self._queue.start_async({0: _ov.shared_tensor(batch)}, (userdata, batch, time.perf_counter()))
 
     def _on_done(self, request, data) -> None:
-        userdata, buffer, start = data
+        userdata, _batch, start = data
         infer_ms = (time.perf_counter() - start) * 1000.0
         self.last_infer_ms = infer_ms
-        if buffer is not None:  # the request has read it
-            self._free_buffers.put(buffer)
         try:
             self._callback(_ov.output_view(request, self._heat_index)[0],
                            _ov.output_view(request, self._paf_index)[0], userdata, infer_ms)
