@@ -264,7 +264,41 @@ def test_ratios_and_targets_follow_from_the_raw_numbers(bench_run):
         assert target["passed"] is (target["value"] >= 20)
     else:
         assert target["value"] is None and target["passed"] is False and target["note"]
-    assert len(report["targets"]) == len(throughput) + 3
+    # the ceiling (issue 18): benchmark_app on the same IR, network size and device, per mode and its hint
+    ceiling = report["ceiling"]
+    precisions = list(dict.fromkeys(p["precision"] for p in report["pipeline"]))
+    for pipe in report["pipeline"]:
+        key = f"{pipe['precision']} {pipe['mode']}"
+        target = targets[f"pipeline FPS / benchmark_app FPS ({key}, -hint {pipe['mode']})"]
+        assert target["threshold"] == {"throughput": 0.90, "latency": 0.85}[pipe["mode"]] and target["op"] == ">="
+        app = next((r for r in ceiling["rows"] if (r["precision"], r["mode"]) == (pipe["precision"], pipe["mode"])),
+                   None)
+        if app and app["fps"]:
+            assert app["hint"] == pipe["mode"] and app["network_size"] == [456, 256]
+            assert "-shape" in app["args"] and "[1,3,256,456]" in app["args"]
+            assert close(app["fps"], sum(app["round_fps"]) / len(app["round_fps"]))
+            assert close(target["value"], pipe["fps"] / app["fps"]) and target["passed"] is (target["value"] >=
+                                                                                              target["threshold"])
+            inf = inference[(pipe["precision"], pipe["mode"])]
+            assert close(ratios["engine_over_benchmark_app"][key], inf["fps"] / app["fps"])
+        else:  # benchmark_app absent: skipped, not failed
+            assert target["value"] is None and target["skipped"] and target["note"]
+        frame0 = targets[f"capture→shown of frame 0 (slowest round) / median ({key})"]
+        assert len(pipe["frame0_latency_ms"]) == report["settings"]["rounds"]
+        assert close(frame0["value"], max(pipe["frame0_latency_ms"]) / pipe["stages"]["latency"]["p50"])
+        assert frame0["threshold"] == 2.0 and frame0["op"] == "<=" and frame0["unit"] == "times"
+        switches = pipe["context_switches"]
+        assert switches["voluntary"] >= 0 and switches["involuntary"] >= 0
+        assert close(switches["involuntary_per_frame"], switches["involuntary"] / pipe["frames"])
+    for precision in precisions:
+        lat, thr = (next(p for p in report["pipeline"] if (p["precision"], p["mode"]) == (precision, m))
+                    for m in ("latency", "throughput"))
+        target = targets[f"involuntary context switches per frame, latency / throughput mode ({precision})"]
+        if thr["context_switches"]["involuntary_per_frame"]:
+            assert close(target["value"], lat["context_switches"]["involuntary_per_frame"]
+                         / thr["context_switches"]["involuntary_per_frame"])
+        assert target["threshold"] == 2.0
+    assert len(report["targets"]) == len(throughput) + 3 + 2 * len(report["pipeline"]) + len(precisions)
 
 
 @pytest.mark.slow
@@ -283,6 +317,7 @@ def test_markdown_matches_the_json(bench_run):
     out, report, result, _ = bench_run
     md = (out / "report.md").read_text(encoding="utf-8")
     for heading in ("# pose_fast benchmark report", "## Headline", "## Targets", "## Inference only",
+                    "## Ceiling: benchmark_app", "### First frame and scheduling",
                     "## Decoding", "### A 10-person scene", "### numba's first call", "## Pipeline",
                     "## Event store and /detections", "## Plots", "## Reproduce"):
         assert f"\n{heading}\n" in f"\n{md}", heading
@@ -300,6 +335,12 @@ def test_markdown_matches_the_json(bench_run):
         assert row in headline, row
         assert row in result.stdout  # the command prints the same headline
     assert "## Remote streams" not in md and report["streams"] is None  # only with --server
+    ceiling = md.split("## Ceiling: benchmark_app")[1].split("## Decoding")[0]
+    for row in report["ceiling"]["rows"]:
+        assert f"| {row['precision']} | {row['hint']} | 456×256 |" in ceiling and f"{row['fps']:,.1f}" in ceiling
+    over = report["ratios"]["pipeline_over_benchmark_app"]
+    for key, value in over.items():
+        assert f"**{value * 100:.0f} %**" in headline, key
     check_targets(md, report, result.stdout)
     decoding = md.split("## Decoding")[1].split("### A 10-person scene")[0]
     for row in report["decode"]["backends"]:
