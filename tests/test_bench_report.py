@@ -490,3 +490,46 @@ def test_a_target_with_nothing_measured_is_skipped_not_failed():
     absent = _target("peer / Cython", None, 20.0, ">=", unit="times", note="openvino-model-api is not installed")
     assert verdict(absent) == "skipped" and _mark(absent) == "⏭ skipped" and format_target(absent)[0] == "n/a"
     assert verdict(_target("x", 25.0, 20.0, ">=")) == "pass" and verdict(_target("x", 5.0, 20.0, ">=")) == "fail"
+
+
+def test_benchmark_app_log_is_parsed_and_its_absence_skips_the_ceiling():
+    """benchmark_app's Throughput line (and median latency, requests) in both hints' wording; without benchmark_app
+    the pipeline / benchmark_app targets are skipped with the reason, not failed."""
+    from pose_fast.bench import verdict
+    from pose_fast.bench.ceiling import parse_benchmark_app
+    from pose_fast.bench.targets import compute_ratios
+
+    throughput = ("[Step 10/11] Measuring performance (Start inference asynchronously, 2 inference requests, limits: "
+                  "5000 ms duration)\n[ INFO ]    Median:        41.58 ms\n[ INFO ] Throughput:   41.37 FPS\n")
+    assert parse_benchmark_app(throughput) == {"fps": 41.37, "latency_p50_ms": 41.58, "requests": 2}
+    latency = "[ INFO ]   OPTIMAL_NUMBER_OF_INFER_REQUESTS: 1\n[ INFO ]    Median:  22.1 ms\n[ INFO ] Throughput: 45.2 FPS"
+    assert parse_benchmark_app(latency) == {"fps": 45.2, "latency_p50_ms": 22.1, "requests": 1}
+    with pytest.raises(ValueError, match="Throughput"):
+        parse_benchmark_app("[ ERROR ] Device with \"XPU\" name is not registered")
+
+    stages = {s: {"p50": 10.0, "p99": 20.0, "mean": 11.0} for s in ("capture", "inference", "decode", "render",
+                                                                    "latency")}
+    pipe = {"precision": "FP16-INT8", "fps": 30.0, "stages": stages, "frame0_latency_ms": [12.0, 30.0],
+            "context_switches": {"involuntary_per_frame": 30.0}}
+    report = {"pipeline": [dict(pipe, mode="latency"), dict(pipe, mode="throughput",
+                                                            context_switches={"involuntary_per_frame": 10.0})],
+              "inference": [{"precision": "FP16-INT8", "mode": m, "fps": 32.0, "latency_ms": {"p50": 30.0}}
+                            for m in ("latency", "throughput")],
+              "primary_precision": "FP16-INT8",
+              "decode": {"backends": [], "skipped": [], "peer_parts": [], "crowd": {}},
+              "ceiling": {"rows": [], "skipped": "benchmark_app not found (it ships with the openvino wheel)"}}
+    _, targets = compute_ratios(report)
+    by_name = {t["name"]: t for t in targets}
+    for mode in ("latency", "throughput"):
+        target = by_name[f"pipeline FPS / benchmark_app FPS (FP16-INT8 {mode}, -hint {mode})"]
+        assert verdict(target) == "skipped" and "benchmark_app not found" in target["note"]
+        assert by_name[f"capture→shown of frame 0 (slowest round) / median (FP16-INT8 {mode})"]["value"] == 3.0
+    switches = by_name["involuntary context switches per frame, latency / throughput mode (FP16-INT8)"]
+    assert switches["value"] == 3.0 and verdict(switches) == "fail"
+    report["ceiling"] = {"rows": [{"precision": "FP16-INT8", "mode": "latency", "fps": 40.0},
+                                  {"precision": "FP16-INT8", "mode": "throughput", "fps": 30.0}], "skipped": None}
+    ratios, targets = compute_ratios(report)
+    by_name = {t["name"]: t for t in targets}
+    assert ratios["pipeline_over_benchmark_app"] == {"FP16-INT8 latency": 0.75, "FP16-INT8 throughput": 1.0}
+    assert verdict(by_name["pipeline FPS / benchmark_app FPS (FP16-INT8 latency, -hint latency)"]) == "fail"
+    assert verdict(by_name["pipeline FPS / benchmark_app FPS (FP16-INT8 throughput, -hint throughput)"]) == "pass"

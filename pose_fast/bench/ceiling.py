@@ -48,7 +48,8 @@ def parse_benchmark_app(text: str) -> dict:
     if not fps:
         raise ValueError("benchmark_app printed no 'Throughput:' line")
     median = re.search(r"Median:\s*([0-9.]+)\s*ms", text)
-    requests = re.search(r"(\d+) inference requests", text)
+    requests = (re.search(r"(\d+) inference requests", text)  # "Start inference asynchronously, 2 ..."
+                or re.search(r"OPTIMAL_NUMBER_OF_INFER_REQUESTS:\s*(\d+)", text))  # the latency hint says only this
     return {"fps": float(fps.group(1)), "latency_p50_ms": float(median.group(1)) if median else None,
             "requests": int(requests.group(1)) if requests else None}
 
