@@ -502,7 +502,8 @@ def test_benchmark_app_log_is_parsed_and_its_absence_skips_the_ceiling():
     throughput = ("[Step 10/11] Measuring performance (Start inference asynchronously, 2 inference requests, limits: "
                   "5000 ms duration)\n[ INFO ]    Median:        41.58 ms\n[ INFO ] Throughput:   41.37 FPS\n")
     assert parse_benchmark_app(throughput) == {"fps": 41.37, "latency_p50_ms": 41.58, "requests": 2}
-    latency = "[ INFO ]   OPTIMAL_NUMBER_OF_INFER_REQUESTS: 1\n[ INFO ]    Median:  22.1 ms\n[ INFO ] Throughput: 45.2 FPS"
+    latency = ("[ INFO ]   OPTIMAL_NUMBER_OF_INFER_REQUESTS: 1\n[ INFO ]    Median:  22.1 ms\n"
+               "[ INFO ] Throughput: 45.2 FPS")
     assert parse_benchmark_app(latency) == {"fps": 45.2, "latency_p50_ms": 22.1, "requests": 1}
     with pytest.raises(ValueError, match="Throughput"):
         parse_benchmark_app("[ ERROR ] Device with \"XPU\" name is not registered")
