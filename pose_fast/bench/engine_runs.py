@@ -137,6 +137,7 @@ def merge_pipeline(runs: list) -> dict:
     return {
         "frames": frames,
         "elapsed_s": elapsed,
+        "round_fps": [stats["fps"] for stats, _, _ in runs],
         "fps": frames / elapsed if elapsed > 0 else 0.0,
         "in_flight": first.get("in_flight"),
         "dropped": sum(stats.get("dropped", 0) for stats, _, _ in runs),

@@ -149,7 +149,7 @@ def run_bench(video: str, device: str = "CPU", precisions: Sequence[str] = PRECI
                 with open_engine(server=server, **kwargs) as engine:
                     engine.prepare(*frame_size)
                     device_used = getattr(engine, "device", device)
-                    inf_times, inf_elapsed, runs, app_runs = [], 0.0, [], []
+                    inf_times, inf_elapsed, runs, app_runs, inf_rounds = [], 0.0, [], [], []
                     net = getattr(engine, "network_size", None)
                     for i, n in enumerate(splits):
                         if mode == "latency":
@@ -160,6 +160,7 @@ def run_bench(video: str, device: str = "CPU", precisions: Sequence[str] = PRECI
                             times, elapsed = infer_throughput(engine, distinct, n, progress, f"inference {label}")
                         inf_times += times
                         inf_elapsed += elapsed
+                        inf_rounds.append(len(times) / elapsed if elapsed > 0 else 0.0)
                         runs.append(pipeline_run(video, engine, mode, n, progress, f"pipeline {label}",
                                                  tmp_path / f"events-{precision}-{mode}-{i}.sqlite3"))
                         if bench_app and net:
@@ -171,6 +172,7 @@ def run_bench(video: str, device: str = "CPU", precisions: Sequence[str] = PRECI
                         "precision": precision, "mode": mode, "requests": int(engine.num_requests),
                         "network_size": list(net) if net else None, "frames": len(inf_times),
                         "elapsed_s": inf_elapsed, "fps": len(inf_times) / inf_elapsed if inf_elapsed > 0 else 0.0,
+                        "round_fps": inf_rounds,
                         "latency_ms": summarize(inf_times), "samples": [round(t, 3) for t in inf_times],
                     })
                     pipeline.append({"precision": precision, "mode": mode, **merge_pipeline(runs)})
