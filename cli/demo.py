@@ -41,8 +41,11 @@ def _summary(stats: dict, source, engine_text: str) -> str:
         f"{stats['frames']} frames in {stats['elapsed_s']:.1f} s: {stats['fps']:.2f} FPS mean ({stats['mode']} "
         f"mode, {stats['in_flight']} in flight), {stats['dropped']} stale frames dropped, "
         f"up to {stats['people_max']} {'person' if stats['people_max'] == 1 else 'people'}",
-        "stage        p50 ms   p99 ms",
     ]
+    if stats.get("inference_skipped"):
+        lines.append(f"motion gate: {stats['inference_skipped']} of {stats['frames']} frames without inference "
+                     f"(nobody in view, nothing moved)")
+    lines.append("stage        p50 ms   p99 ms")
     for stage in ("capture", "inference", "decode", "render", "latency"):
         name = "to overlay" if stage == "latency" else stage
         lines.append(f"{name:<12}{stages[stage]['p50']:>8.1f}{stages[stage]['p99']:>9.1f}")
@@ -95,8 +98,13 @@ def _has_display() -> bool:
                    "forever; the run ends only on Ctrl-C, SIGTERM or --limit. Files are never reopened.")
 @click.option("--stall-timeout", default=DEFAULT_STALL_TIMEOUT, show_default=True, type=click.FloatRange(0.1, 3600),
               help="Seconds without a frame that count as a lost stream.")
+@click.option("--motion-gate/--no-motion-gate", default=None,
+              help="Skip inference while nobody is in view and nothing moves (the overlay says 'idle: no motion'; "
+                   "still once a second). Default: on for cameras and streams, off for files; --motion-gate also "
+                   "gates a file played --realtime.")
 def demo(device_name, video_url, precision, model, input_height, mode, output, json_path, no_show, loop, limit,
-         db, no_db, server, min_pose_score, requests, realtime, keep_fragments, stride, reconnect, stall_timeout):
+         db, no_db, server, min_pose_score, requests, realtime, keep_fragments, stride, reconnect, stall_timeout,
+         motion_gate):
     """Show poses over a camera, a video file or a stream.
 
     In the window, q or Esc quits and space pauses. At the end a summary gives frames, mean FPS and per-stage
@@ -127,11 +135,11 @@ def demo(device_name, video_url, precision, model, input_height, mode, output, j
         if mode is None:
             mode = "latency" if source.live else "throughput"
         _run(source, device_name, precision, model, input_height, mode, output, json_path, no_show, loop, limit,
-             db, no_db, server, PersonFilter(min_pose_score), keep_fragments, requests)
+             db, no_db, server, PersonFilter(min_pose_score), keep_fragments, requests, motion_gate)
 
 
 def _run(source, device_name, precision, model, input_height, mode, output, json_path, no_show, loop, limit, db,
-         no_db, server, person_filter, keep_fragments, requests):
+         no_db, server, person_filter, keep_fragments, requests, motion_gate=None):
     from pose_fast.engines import open_engine
     from pose_fast.events import EventRecorder, EventStore, exit_on_sigterm, resolve_db_path
     from pose_fast.pipeline import Pipeline
@@ -177,7 +185,7 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
                                                                 show_pos=True, show_eta=True))
                     sinks.append(_Progress(bar))
                 pipe = Pipeline(source, engine, tracker=tracker, sinks=sinks, mode=mode, limit=limit, loop=loop,
-                                person_filter=person_filter, events=recorder)
+                                person_filter=person_filter, events=recorder, motion_gate=motion_gate)
                 engine_text = engine.describe()
                 pipe.run()
             except expected as exc:

@@ -183,10 +183,13 @@ def _check_model(model, device: str) -> None:
 @click.option("--min-pose-score", default=None, type=click.FloatRange(min=0),
               help="Lowest pose score that counts as a person (default 10, env POSE_FAST_MIN_POSE_SCORE); "
                    "fragments below it are drawn faintly, not counted or recorded.")
+@click.option("--motion-gate/--no-motion-gate", default=None,
+              help="Skip inference while nobody is in view and nothing moves (still once a second; env "
+                   "POSE_FAST_MOTION_GATE=1|0). Default: on for the camera, off for the demo video.")
 @click.option("--threads", default=THREADS, show_default=True, type=click.IntRange(10, 1000),
               help="Server threads; each watching browser holds one (at most threads - 8 viewers).")
 def web(host, port, demo_video, cameras, config_file, stall_timeout, snapshot_keep, db, device_name, model,
-        input_height, server, allowed_hosts, min_pose_score, threads):
+        input_height, server, allowed_hosts, min_pose_score, motion_gate, threads):
     """Serve the live pose view of the cameras and the demo video, record their events, and serve /detections,
     /healthz and /readyz.
 
@@ -216,7 +219,7 @@ def web(host, port, demo_video, cameras, config_file, stall_timeout, snapshot_ke
                        ("SNAPSHOT_KEEP", snapshot_keep),
                        ("DATABASE", db), ("DEVICE", device_name), ("MODEL", model),
                        ("INPUT_HEIGHT", input_height), ("SERVER", server), ("MIN_POSE_SCORE", min_pose_score),
-                       ("ALLOWED_HOSTS", allowed_hosts or None)):
+                       ("ALLOWED_HOSTS", allowed_hosts or None), ("MOTION_GATE", motion_gate)):
         if value is not None:
             config[key] = value
     if demo_video is not None and demo_video.strip().lower() not in NONE_VALUES:

@@ -21,6 +21,14 @@ Modes
     newest frame wins: a frame that is not picked up before the next one arrives is dropped
     (``stats()["dropped"]``). A file is read on demand, just before its inference, so its frames are never stale
     and none is dropped.
+
+Motion gate
+-----------
+On a live source (``motion_gate``; on by default for cameras and streams) the feeder asks a
+:class:`~pose_fast.motion.MotionGate` about each frame before submitting it: while nobody is in view (no pose on
+the last inferred frame, nobody tracked) and nothing moves, the frame skips inference and goes to the sinks at
+once, in order, without people and with the overlay status ``idle: no motion``; the tracker is not fed such
+frames (nobody is there to lose). Motion, or a second without inference, runs it again.
 """
 from __future__ import annotations
 
@@ -36,6 +44,7 @@ import numpy as np
 from .engines.contract import MODES, InferenceEngine
 from .errors import PipelineError, SourceError
 from .frames import FrameRing, FrameSlot, FrameSource
+from .motion import IDLE_STATUS, MotionGate
 from .people import PersonFilter
 from .poses import Poses
 from .render import Renderer, order_numbers
@@ -49,13 +58,15 @@ _END = object()
 _POLL = 0.1  # s: how often blocked threads look at the stop flag
 _HISTORY = 1 << 15  # frames of timings kept for percentiles (a fixed array: memory stays flat)
 _EMPTY_RESTARTS = 3  # a looped source that restarts this often in a row without giving a frame is an error
+_IDLE = object()  # a result entry's poses: the motion gate skipped inference on this frame
 
 
 @dataclass
 class FrameResult:
     """One processed frame, handed to every sink in order. ``frame`` is the annotated ring slot: valid only during
     ``write()``; copy or encode it there, keep no reference. ``poses`` are the people (``people`` of them);
-    ``fragments`` the decoded poses that are not (see :mod:`pose_fast.people`)."""
+    ``fragments`` the decoded poses that are not (see :mod:`pose_fast.people`); ``inferred`` is False on a frame the
+    motion gate let through without inference."""
 
     index: int
     timestamp: float
@@ -70,6 +81,7 @@ class FrameResult:
     slot: Optional[FrameSlot] = None
     sequence: int = 0
     fragments: Poses = field(default_factory=Poses.empty)
+    inferred: bool = True  # False: the motion gate skipped inference (nobody in view, nothing moved)
 
 
 class _Series:
@@ -136,12 +148,16 @@ class Pipeline:
         as a snapshot), and the exits the pipeline forces get their reason: ``stream lost`` when a
         :class:`~pose_fast.supervisor.SupervisedSource` loses its stream (the tracks end then, and new people get
         new ids after the reconnect), ``run ended`` at the end.
+    motion_gate : bool or MotionGate, optional
+        Skip inference while nobody is in view and nothing moves (see *Motion gate* above). Default (None): on
+        for cameras and streams; ``True``: on for any live source (also a file played at its own rate), ignored
+        on one that is not live; ``False``: off. A :class:`~pose_fast.motion.MotionGate` sets its parameters.
     """
 
     def __init__(self, source: FrameSource, engine: InferenceEngine, decoder=None, tracker=None, sinks: Sequence = (),
                  mode: str = "throughput", renderer: Optional[Renderer] = None, limit: Optional[int] = None,
                  loop: bool = False, ring_size: Optional[int] = None,
-                 person_filter: Optional[PersonFilter] = None, events=None):
+                 person_filter: Optional[PersonFilter] = None, events=None, motion_gate=None):
         if mode not in MODES:
             raise PipelineError(f"unknown mode {mode!r}: use latency or throughput")
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -169,6 +185,18 @@ class Pipeline:
         else:
             self.in_flight = max(1, int(engine.num_requests))
         self.ring = FrameRing(ring_size or self.in_flight + 4, source.shape)
+        if motion_gate is None:
+            motion_gate = source.kind != "file"
+        if not source.live or motion_gate is False:
+            self.motion_gate: Optional[MotionGate] = None
+        else:
+            self.motion_gate = motion_gate if isinstance(motion_gate, MotionGate) else MotionGate(source.shape)
+        # someone in view on the last inferred frame (the motion gate infers every frame then); the first frame
+        # is always inferred, and the frames that follow it are compared with it until its result is in
+        self._occupied = False
+        # the gate's clock: media time for a file (read at any pace), the capture time for cameras and streams
+        self._media_fps = source.fps if source.kind == "file" and source.fps else None
+        self._warm_up()
         self._stop = threading.Event()
         self._error: Optional[BaseException] = None
         self._error_lock = threading.Lock()
@@ -460,6 +488,13 @@ class Pipeline:
                 self.ring.release(slot)
                 break
             seq = self._submitted
+            if self.motion_gate is not None and not self._gate(slot):
+                with self._results_cond:  # straight to the sinks, in order: no inference, no decode
+                    self._results[seq] = (slot, _IDLE, 0.0, 0.0, None)
+                    self._submitted += 1
+                    self._results_cond.notify_all()
+                self._slots_in_flight.release()
+                continue
             try:
                 self.engine.submit(slot.array, (seq, slot))
             except BaseException:
@@ -468,6 +503,21 @@ class Pipeline:
                 raise
             with self._results_cond:
                 self._submitted += 1
+
+    def _gate(self, slot: FrameSlot) -> bool:
+        """The motion gate's answer for this slot: True to infer."""
+        now = slot.frame_index / self._media_fps if self._media_fps else slot.captured_at
+        return self.motion_gate.should_infer(slot.array, now, self._occupied)
+
+    def _warm_up(self) -> None:
+        """Pay the first calls before frame 0, not on it: OpenCV's font and anti-aliasing (the renderer), the
+        decoder's import and its kernel for this output size (the default decoder, on an all-zero output)."""
+        if self.renderer:
+            self.renderer.warm_up(self.source.shape)
+        if self._user_decoder is None and self.engine.output_size:
+            width, height = self.engine.output_size
+            self._decoder()(np.zeros((19, height, width), np.float32), np.zeros((38, height, width), np.float32),
+                            frame_size=self.source.size)
 
     def _decoder(self):
         if self._user_decoder is not None:
@@ -553,16 +603,25 @@ class Pipeline:
         if slot.epoch > self._epoch:  # the first frame after a reconnection
             self._stream_lost()
         status = self.engine.status_message or getattr(self.source, "status_message", None) or None
-        if poses is None:  # dropped by the engine: shown without people; the tracker skips it (no false exits)
+        inferred = True
+        if poses is _IDLE:  # the motion gate skipped it: nobody was in view; the tracker is not fed
+            poses = fragments = Poses.empty()
+            labels = np.zeros(0, np.int64)
+            track_ids = None if self.tracker is None else labels
+            status = f"{status}  {IDLE_STATUS}" if status else IDLE_STATUS
+            inferred = False
+        elif poses is None:  # dropped by the engine: shown without people; the tracker skips it (no false exits)
             self.engine_dropped += 1
             poses = fragments = Poses.empty()
             labels = np.zeros(0, np.int64)
             track_ids = None if self.tracker is None else labels
         else:
+            self._occupied = len(poses) > 0  # read by the motion gate in the feeder thread
             poses, fragments = self.person_filter.split(poses)
             if self.tracker is not None:
                 track_ids = labels = np.asarray(self.tracker.update(poses, slot.frame_index, slot.timestamp,
                                                                          media_time=slot.media_time))
+                self._occupied = self._occupied or self.tracker.people_count > 0
             else:
                 track_ids, labels = None, order_numbers(poses.keypoints)
         now = time.perf_counter()
@@ -571,14 +630,14 @@ class Pipeline:
         people = len(poses)
         start = time.perf_counter()
         if self.renderer:
-            self.renderer.draw(slot.array, poses, labels, inference_ms=infer_ms, fps=fps, people=people,
-                               status=status, fragments=fragments)
+            self.renderer.draw(slot.array, poses, labels, inference_ms=infer_ms if inferred else None, fps=fps,
+                               people=people, status=status, fragments=fragments)
         done = time.perf_counter()
         timings = {"capture": slot.capture_ms, "inference": infer_ms, "decode": decode_ms,
                    "render": (done - start) * 1000.0, "latency": (done - slot.captured_at) * 1000.0}
         result = FrameResult(index=slot.frame_index, timestamp=slot.timestamp, frame=slot.array, poses=poses,
                              track_ids=track_ids, timings=timings, fps=fps, inference_ms=infer_ms, people=people,
-                             labels=labels, slot=slot, sequence=seq, fragments=fragments)
+                             labels=labels, slot=slot, sequence=seq, fragments=fragments, inferred=inferred)
         self._series.add(timings)
         self.frames += 1
         self.people_total += people
@@ -614,6 +673,7 @@ class Pipeline:
             "mode": self.mode,
             "in_flight": self.in_flight,
             "stop_reason": self.stop_reason,
+            "inference_skipped": self.motion_gate.skipped if self.motion_gate is not None else 0,
             "stages": stages,
         }
         for stage, values in stages.items():

@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
+from .poses import Poses
 from .skeleton import DRAWN_LIMBS, LIMB_COLORS, NUM_KEYPOINTS
 
 __all__ = ["Renderer", "order_numbers", "KEYPOINT_COLORS"]
@@ -73,6 +74,21 @@ class Renderer:
             }
             self._scale_for = height
         return self._sizes
+
+    def warm_up(self, shape) -> None:
+        """Draw once on a scratch frame of ``shape`` (H, W, 3), so that the first real frame does not pay OpenCV's
+        first calls: the first ``getTextSize``/``putText`` loads the font (22-24 ms on opencv-python 5), the first
+        anti-aliased line and circle a few ms more. Call it at start, not per frame."""
+        height, width = int(shape[0]), int(shape[1])
+        scratch = np.zeros((height, width, 3), np.uint8)
+        kp = np.zeros((1, NUM_KEYPOINTS, 3), np.float32)
+        kp[0, :, 0] = np.linspace(0.2, 0.8, NUM_KEYPOINTS) * width
+        kp[0, :, 1] = np.linspace(0.2, 0.8, NUM_KEYPOINTS) * height
+        kp[0, :, 2] = 1.0
+        poses = Poses(kp, np.ones(1, np.float32))
+        for _ in range(2):  # the second call still costs a few ms; Renderer.draw: not a subclass's (nothing counted)
+            Renderer.draw(self, scratch, poses, np.ones(1, np.int64), inference_ms=0.0, fps=0.0, people=1,
+                          status="warm-up", fragments=poses)
 
     def draw(self, frame: np.ndarray, poses, labels: Optional[Sequence[int]] = None, *,
              inference_ms: Optional[float] = None, fps: Optional[float] = None,

@@ -272,7 +272,48 @@ def test_ratios_and_targets_follow_from_the_raw_numbers(bench_run):
     target = targets["tracker update, 10 people in view (p50 ms)"]
     assert target["threshold"] == 0.2 and target["op"] == "<=" and target["unit"] == "ms"
     assert target["value"] == tracking["cost"]["ms_p50"] and target["passed"] is (target["value"] <= 0.2)
-    assert len(report["targets"]) == len(throughput) + 5
+    # the ceiling (issue 18): benchmark_app on the same IR, network size and device, per mode and its hint
+    ceiling = report["ceiling"]
+    precisions = list(dict.fromkeys(p["precision"] for p in report["pipeline"]))
+    for pipe in report["pipeline"]:
+        key = f"{pipe['precision']} {pipe['mode']}"
+        target = targets[f"pipeline FPS / benchmark_app FPS ({key}, -hint {pipe['mode']}; median of rounds)"]
+        assert target["threshold"] == {"throughput": 0.90, "latency": 0.85}[pipe["mode"]] and target["op"] == ">="
+        app = next((r for r in ceiling["rows"] if (r["precision"], r["mode"]) == (pipe["precision"], pipe["mode"])),
+                   None)
+        if app and app["fps"]:
+            assert app["hint"] == pipe["mode"] and app["network_size"] == [456, 256]
+            assert "-shape" in app["args"] and "[1,3,256,456]" in app["args"]
+            assert close(app["fps"], sum(app["round_fps"]) / len(app["round_fps"]))
+            # the median of the per-round ratios (each round's pipeline and benchmark_app ran back to back)
+            per_round = sorted(p / a for p, a in zip(pipe["round_fps"], app["round_fps"]))
+            assert len(per_round) == report["settings"]["rounds"]
+            middle = len(per_round) // 2
+            median = per_round[middle] if len(per_round) % 2 else (per_round[middle - 1] + per_round[middle]) / 2
+            assert close(target["value"], median) and target["passed"] is (target["value"] >= target["threshold"])
+            inf = inference[(pipe["precision"], pipe["mode"])]
+            assert len(inf["round_fps"]) == len(app["round_fps"])
+            assert min(inf["round_fps"]) <= inf["fps"] * 1.000001 and max(inf["round_fps"]) >= inf["fps"] * 0.999999
+            engine = sorted(i / a for i, a in zip(inf["round_fps"], app["round_fps"]))
+            assert min(engine) <= ratios["engine_over_benchmark_app"][key] <= max(engine)
+        else:  # benchmark_app absent: skipped, not failed
+            assert target["value"] is None and target["skipped"] and target["note"]
+        frame0 = targets[f"capture→shown of frame 0 (slowest round) / median ({key})"]
+        assert len(pipe["frame0_latency_ms"]) == report["settings"]["rounds"]
+        assert close(frame0["value"], max(pipe["frame0_latency_ms"]) / pipe["stages"]["latency"]["p50"])
+        assert frame0["threshold"] == 2.0 and frame0["op"] == "<=" and frame0["unit"] == "times"
+        switches = pipe["context_switches"]
+        assert switches["voluntary"] >= 0 and switches["involuntary"] >= 0
+        assert close(switches["involuntary_per_frame"], switches["involuntary"] / pipe["frames"])
+    for precision in precisions:
+        lat, thr = (next(p for p in report["pipeline"] if (p["precision"], p["mode"]) == (precision, m))
+                    for m in ("latency", "throughput"))
+        target = targets[f"involuntary context switches per frame, latency / throughput mode ({precision})"]
+        if thr["context_switches"]["involuntary_per_frame"]:
+            assert close(target["value"], lat["context_switches"]["involuntary_per_frame"]
+                         / thr["context_switches"]["involuntary_per_frame"])
+        assert target["threshold"] == 2.0
+    assert len(report["targets"]) == len(throughput) + 5 + 2 * len(report["pipeline"]) + len(precisions)
 
 
 @pytest.mark.slow
@@ -313,6 +354,7 @@ def test_markdown_matches_the_json(bench_run):
     out, report, result, _ = bench_run
     md = (out / "report.md").read_text(encoding="utf-8")
     for heading in ("# pose_fast benchmark report", "## Headline", "## Targets", "## Inference only",
+                    "## Ceiling: benchmark_app", "### First frame and scheduling",
                     "## Decoding", "### A 10-person scene", "### numba's first call", "## Pipeline",
                     "## Identities at low frame rates", "## Event store and /detections", "## Plots",
                     "## Reproduce"):
@@ -331,6 +373,12 @@ def test_markdown_matches_the_json(bench_run):
         assert row in headline, row
         assert row in result.stdout  # the command prints the same headline
     assert "## Remote streams" not in md and report["streams"] is None  # only with --server
+    ceiling = md.split("## Ceiling: benchmark_app")[1].split("## Decoding")[0]
+    for row in report["ceiling"]["rows"]:
+        assert f"| {row['precision']} | {row['hint']} | 456×256 |" in ceiling and f"{row['fps']:,.1f}" in ceiling
+    over = report["ratios"]["pipeline_over_benchmark_app"]
+    for key, value in over.items():
+        assert f"**{value * 100:.0f} %**" in headline, key
     check_targets(md, report, result.stdout)
     decoding = md.split("## Decoding")[1].split("### A 10-person scene")[0]
     for row in report["decode"]["backends"]:
@@ -480,3 +528,54 @@ def test_a_target_with_nothing_measured_is_skipped_not_failed():
     absent = _target("peer / Cython", None, 20.0, ">=", unit="times", note="openvino-model-api is not installed")
     assert verdict(absent) == "skipped" and _mark(absent) == "⏭ skipped" and format_target(absent)[0] == "n/a"
     assert verdict(_target("x", 25.0, 20.0, ">=")) == "pass" and verdict(_target("x", 5.0, 20.0, ">=")) == "fail"
+
+
+def test_benchmark_app_log_is_parsed_and_its_absence_skips_the_ceiling():
+    """benchmark_app's Throughput line (and median latency, requests) in both hints' wording; without benchmark_app
+    the pipeline / benchmark_app targets are skipped with the reason, not failed."""
+    from pose_fast.bench import verdict
+    from pose_fast.bench.ceiling import parse_benchmark_app
+    from pose_fast.bench.targets import compute_ratios
+
+    throughput = ("[Step 10/11] Measuring performance (Start inference asynchronously, 2 inference requests, limits: "
+                  "5000 ms duration)\n[ INFO ]    Median:        41.58 ms\n[ INFO ] Throughput:   41.37 FPS\n")
+    assert parse_benchmark_app(throughput) == {"fps": 41.37, "latency_p50_ms": 41.58, "requests": 2}
+    latency = ("[ INFO ]   OPTIMAL_NUMBER_OF_INFER_REQUESTS: 1\n[ INFO ]    Median:  22.1 ms\n"
+               "[ INFO ] Throughput: 45.2 FPS")
+    assert parse_benchmark_app(latency) == {"fps": 45.2, "latency_p50_ms": 22.1, "requests": 1}
+    with pytest.raises(ValueError, match="Throughput"):
+        parse_benchmark_app("[ ERROR ] Device with \"XPU\" name is not registered")
+
+    stages = {s: {"p50": 10.0, "p99": 20.0, "mean": 11.0} for s in ("capture", "inference", "decode", "render",
+                                                                    "latency")}
+    pipe = {"precision": "FP16-INT8", "fps": 30.0, "stages": stages, "frame0_latency_ms": [12.0, 30.0],
+            "context_switches": {"involuntary_per_frame": 30.0}}
+    report = {"pipeline": [dict(pipe, mode="latency"), dict(pipe, mode="throughput",
+                                                            context_switches={"involuntary_per_frame": 10.0})],
+              "inference": [{"precision": "FP16-INT8", "mode": m, "fps": 32.0, "latency_ms": {"p50": 30.0}}
+                            for m in ("latency", "throughput")],
+              "primary_precision": "FP16-INT8",
+              "decode": {"backends": [], "skipped": [], "peer_parts": [], "crowd": {}},
+              "ceiling": {"rows": [], "skipped": "benchmark_app not found (it ships with the openvino wheel)"}}
+    _, targets = compute_ratios(report)
+    by_name = {t["name"]: t for t in targets}
+    for mode in ("latency", "throughput"):
+        target = by_name[f"pipeline FPS / benchmark_app FPS (FP16-INT8 {mode}, -hint {mode}; median of rounds)"]
+        assert verdict(target) == "skipped" and "benchmark_app not found" in target["note"]
+        assert by_name[f"capture→shown of frame 0 (slowest round) / median (FP16-INT8 {mode})"]["value"] == 3.0
+    switches = by_name["involuntary context switches per frame, latency / throughput mode (FP16-INT8)"]
+    assert switches["value"] == 3.0 and verdict(switches) == "fail"
+    report["ceiling"] = {"rows": [{"precision": "FP16-INT8", "mode": "latency", "fps": 40.0},
+                                  {"precision": "FP16-INT8", "mode": "throughput", "fps": 30.0}], "skipped": None}
+    ratios, targets = compute_ratios(report)
+    by_name = {t["name"]: t for t in targets}
+    assert ratios["pipeline_over_benchmark_app"] == {"FP16-INT8 latency": 0.75, "FP16-INT8 throughput": 1.0}
+    assert verdict(by_name["pipeline FPS / benchmark_app FPS (FP16-INT8 latency, -hint latency; median of rounds)"]
+                   ) == "fail"
+    assert verdict(by_name["pipeline FPS / benchmark_app FPS (FP16-INT8 throughput, -hint throughput; median of "
+                           "rounds)"]) == "pass"
+    # with rounds on both sides: the median of the per-round ratios (a burst of load in one round moves nothing)
+    report["pipeline"][0]["round_fps"] = [30.0, 30.0, 6.0]
+    report["ceiling"]["rows"][0]["round_fps"] = [40.0, 40.0, 40.0]
+    ratios, _ = compute_ratios(report)
+    assert ratios["pipeline_over_benchmark_app"]["FP16-INT8 latency"] == 0.75

@@ -625,3 +625,24 @@ def test_a_database_locked_by_another_program_loses_no_event(env, video_path, tm
     events, total = read_events(db, limit=100)
     assert total == kept and not (tmp_path / "events.sqlite3.journal").exists()
     assert {e["kind"] for e in events} == {"enter", "exit"}
+
+
+@pytest.mark.parametrize("flag", ["--motion-gate", "--no-motion-gate"])
+def test_motion_gate_on_a_still_scene_played_live(flag, env, read_frames, tmp_path):
+    """An empty aisle, still, played at its own rate like a camera: --motion-gate skips inference on the frames
+    where nothing moved and the summary says how many; --no-motion-gate infers every frame."""
+    import cv2
+
+    frame = read_frames("one-by-one", 1, 0)[0]  # nobody in view
+    still = tmp_path / "still.mp4"
+    writer = cv2.VideoWriter(str(still), cv2.VideoWriter_fourcc(*"mp4v"), 20.0, (frame.shape[1], frame.shape[0]))
+    for _ in range(30):
+        writer.write(frame)
+    writer.release()
+    proc = demo(env, "-i", still, "--no-show", "--no-db", "--realtime", flag)
+    _assert_clean_exit(proc)
+    gated = re.search(r"motion gate: (\d+) of (\d+) frames without inference", proc.stdout)
+    if flag == "--motion-gate":
+        assert gated and int(gated.group(1)) > 0, proc.stdout
+    else:
+        assert gated is None, proc.stdout

@@ -43,3 +43,65 @@ def test_a_users_own_cli_module_does_not_shadow_the_command(tmp_path):
                           text=True, timeout=60, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     assert "Usage: pose-fast demo" in proc.stdout
+
+
+def _python_env(python, stdlib=None):
+    import os
+
+    env = dict(os.environ)
+    env.pop("POSE_FAST_STDLIB", None)
+    if stdlib is not None:
+        env["POSE_FAST_STDLIB"] = str(stdlib)
+    proc = subprocess.run([str(python), str(ROOT / ".ci" / "python_env.py")], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_test_setup_tells_a_pep668_python_from_one_that_takes_pip_install(tmp_path):
+    """.ci/test-setup.sh installs into .venv only where pip refuses (PEP 668: EXTERNALLY-MANAGED in the standard
+    library folder, as on Debian 12), and never when a virtualenv is active; a fake standard library stands in
+    for Debian's here."""
+    managed, plain = tmp_path / "managed", tmp_path / "plain"
+    managed.mkdir()
+    plain.mkdir()
+    (managed / "EXTERNALLY-MANAGED").write_text("[externally-managed]\nError=use a virtualenv\n")
+    in_venv = sys.prefix != sys.base_prefix
+    assert _python_env(sys.executable, managed) == ("venv" if in_venv else "externally-managed")
+    assert _python_env(sys.executable, plain) == ("venv" if in_venv else "plain")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    assert _python_env(venv / "bin" / "python", managed) == "venv"
+
+
+def test_ci_env_activates_only_the_venv_the_set_up_made(tmp_path):
+    """`. .ci/env` (the README's test command) activates .venv when .ci/test-setup.sh made it, else nothing."""
+    import os
+
+    activate = tmp_path / ".venv" / "bin" / "activate"
+    activate.parent.mkdir(parents=True)
+    activate.write_text(f'VIRTUAL_ENV="{tmp_path / ".venv"}"; export VIRTUAL_ENV\n')
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    script = f"set -euo pipefail; . {ROOT / '.ci' / 'env'}; echo \"${{VIRTUAL_ENV:-none}}\""
+
+    def active():
+        proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    assert active() == "none"  # a .venv the set-up did not make (someone's own) is left alone
+    (tmp_path / ".venv" / ".pose-fast-setup").touch()
+    assert active() == str(tmp_path / ".venv")
+    env["VIRTUAL_ENV"] = "/elsewhere"  # a virtualenv already active wins
+    assert active() == "/elsewhere"
+
+
+def test_ci_runs_the_readmes_test_command_as_written():
+    """The README's second command (set-up, the .venv it may make, the tests) is the line .ci/run runs."""
+    import re
+
+    blocks = re.findall(r"^```bash\n(.*?)\n```", (ROOT / "README.md").read_text(encoding="utf-8"), re.M | re.S)
+    command = blocks[1].strip()
+    assert command.startswith("bash .ci/test-setup.sh && . .ci/env && ")
+    assert command in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()

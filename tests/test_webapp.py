@@ -474,3 +474,15 @@ def test_head_video_feed_starts_no_stream(make_app):
     assert response.status_code == 200 and response.mimetype == "multipart/x-mixed-replace"
     assert manager.started == 0 and manager.running() == []
     assert app.test_client().head("/video_feed?source=nowhere").status_code == 400
+
+
+def test_motion_gate_setting_reaches_the_stream_manager(make_app):
+    """MOTION_GATE (POSE_FAST_MOTION_GATE, --motion-gate/--no-motion-gate): unset leaves the pipelines' default (on
+    for the camera, off for the demo video); 1/0 force it; anything else is a one-line error."""
+    assert load_config(None, {})["MOTION_GATE"] is None
+    assert load_config(None, {"POSE_FAST_MOTION_GATE": "1"})["MOTION_GATE"] is True
+    assert load_config({"MOTION_GATE": False}, {"POSE_FAST_MOTION_GATE": "1"})["MOTION_GATE"] is False
+    with pytest.raises(ConfigError, match="MOTION_GATE"):
+        load_config(None, {"POSE_FAST_MOTION_GATE": "sometimes"})
+    assert make_app(MOTION_GATE="0").extensions["pose_fast_streams"].motion_gate is False
+    assert make_app().extensions["pose_fast_streams"].motion_gate is None

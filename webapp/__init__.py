@@ -38,6 +38,8 @@ config key         environment                  meaning (default)
                                                ``HOST`` (comma-separated; see :mod:`pose_fast.webapp.hosts`)
 ``VIEWER_TIMEOUT`` ``POSE_FAST_VIEWER_TIMEOUT`` seconds a viewer may leave a frame untaken before it loses its slot
                                                and its connection (``5``)
+``MOTION_GATE``    ``POSE_FAST_MOTION_GATE``    skip inference while nobody is in view and nothing moves (``1``/``0``;
+                                               default: on for the camera, off for the demo video)
 =================  ===========================  ====================================================================
 """
 from __future__ import annotations
@@ -88,6 +90,7 @@ _ENV = {
     "MIN_POSE_SCORE": "POSE_FAST_MIN_POSE_SCORE",
     "ALLOWED_HOSTS": "POSE_FAST_ALLOWED_HOSTS",
     "VIEWER_TIMEOUT": "POSE_FAST_VIEWER_TIMEOUT",
+    "MOTION_GATE": "POSE_FAST_MOTION_GATE",
 }
 #: Values that switch a setting (the camera, the demo video) off.
 NONE_VALUES = ("", "none", "off", "no", "false", "-1")
@@ -124,6 +127,7 @@ def _defaults() -> dict:
         "MIN_POSE_SCORE": MIN_POSE_SCORE,
         "ALLOWED_HOSTS": (),
         "VIEWER_TIMEOUT": 5.0,
+        "MOTION_GATE": None,
     }
 
 
@@ -178,6 +182,8 @@ def load_config(config: Optional[Mapping[str, Any]] = None, environ: Optional[Ma
     settings["VIEWER_TIMEOUT"] = _number("VIEWER_TIMEOUT", settings["VIEWER_TIMEOUT"], float, 0.5, 3600)
     settings["MIN_POSE_SCORE"] = _number("MIN_POSE_SCORE", settings["MIN_POSE_SCORE"], float, 0, 1e6)
     settings["REALTIME"] = _flag("REALTIME", settings["REALTIME"])
+    if settings["MOTION_GATE"] is not None:
+        settings["MOTION_GATE"] = _flag("MOTION_GATE", settings["MOTION_GATE"])
     camera = settings["CAMERA"]
     if camera is None or str(camera).strip().lower() in NONE_VALUES:
         settings["CAMERA"] = None
@@ -249,7 +255,7 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
         server=app.config["SERVER"], max_viewers=app.config["MAX_VIEWERS"],
         min_pose_score=app.config["MIN_POSE_SCORE"], viewer_timeout=app.config["VIEWER_TIMEOUT"],
         device=app.config["DEVICE"], stall_timeout=app.config["STALL_TIMEOUT"],
-        snapshot_keep=app.config["SNAPSHOT_KEEP"])
+        snapshot_keep=app.config["SNAPSHOT_KEEP"], motion_gate=app.config["MOTION_GATE"])
     app.extensions["pose_fast_streams"] = manager
     ref = weakref.ref(manager)
     atexit.register(lambda: ref() is not None and ref().close(timeout=5))

@@ -87,13 +87,16 @@ class StreamManager:
         second, and whenever the slots are full).
     min_pose_score : float
         The lowest pose score that counts as a person (:class:`pose_fast.people.PersonFilter`).
+    motion_gate : bool, optional
+        The pipelines' ``motion_gate`` (None: on for the camera, off for the demo video).
     """
 
     def __init__(self, demo_video=None, cameras: Sequence = (), model=None, input_height: int = 256,
                  database=None, grace: float = 2.0, realtime: bool = True, jpeg_quality: int = 80,
                  server: Optional[str] = None, precision: Optional[str] = None, start_timeout: float = 120.0,
                  max_viewers: int = 24, min_pose_score: Optional[float] = None, viewer_timeout: float = 5.0,
-                 device: str = "AUTO", stall_timeout: float = 10.0, snapshot_keep: int = 10000):
+                 device: str = "AUTO", stall_timeout: float = 10.0, snapshot_keep: int = 10000,
+                 motion_gate: Optional[bool] = None):
         self.demo_video = Path(demo_video) if demo_video else None
         self.cameras = {camera.name: camera for camera in cameras}
         self.device = device
@@ -115,6 +118,7 @@ class StreamManager:
         self._watchdog: Optional[threading.Thread] = None
         self.evicted = 0  # viewers that lost their slot for not reading, or to a fairer share
         self.min_pose_score = min_pose_score
+        self.motion_gate = motion_gate
         self._lock = threading.Lock()
         self._streams: Dict[Tuple[str, str], Stream] = {}
         self._last: Dict[Tuple[str, str], Stream] = {}  # the latest stream per key, also once ended
@@ -228,7 +232,8 @@ class StreamManager:
         tracker = Tracker(on_event=recorder.record if recorder is not None else None)
         people = PersonFilter(MIN_POSE_SCORE if self.min_pose_score is None else self.min_pose_score)
         return Pipeline(source, engine, tracker=tracker, sinks=[stream.broadcaster], mode="latency",
-                        loop=stream.source == DEMO, person_filter=people, events=recorder)
+                        loop=stream.source == DEMO, person_filter=people, events=recorder,
+                        motion_gate=self.motion_gate)
 
     def _recorder(self, stream: Stream):
         """A new run's recorder for this stream (events under the camera's name, or the demo video's file name)."""

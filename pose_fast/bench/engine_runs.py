@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import threading
 import time
+
+try:
+    import resource
+except ImportError:  # not on Windows: no context-switch counts there
+    resource = None
 from pathlib import Path
 from typing import List, Optional
 
@@ -14,7 +19,16 @@ from ..errors import BenchError
 from .plan import Progress
 from .timing import summarize
 
-__all__ = ["infer_latency", "infer_throughput", "pipeline_run", "merge_pipeline"]
+__all__ = ["infer_latency", "infer_throughput", "pipeline_run", "merge_pipeline", "context_switches"]
+
+
+def context_switches() -> Optional[tuple]:
+    """(voluntary, involuntary) context switches of this process so far, every thread's, also those that ended
+    (``getrusage(RUSAGE_SELF)``); None where the platform does not count them."""
+    if resource is None:
+        return None
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_nvcsw, usage.ru_nivcsw
 
 
 def infer_latency(engine, frames: list, count: int, progress: Progress, label: str, first: int = 0,
@@ -96,7 +110,11 @@ def pipeline_run(spec: str, engine, mode: str, count: int, progress: Progress, l
         tracker = Tracker(on_event=EventRecorder(store, source=source.spec, device="bench").record)
         pipe = Pipeline(source, engine, tracker=tracker, sinks=[collector], mode=mode, limit=count,
                         loop=not source.live)
+        before = context_switches()
         stats = pipe.run()
+        after = context_switches()
+    if before is not None and after is not None:  # the whole process: the pipeline's threads and OpenVINO's
+        stats["context_switches"] = {"voluntary": after[0] - before[0], "involuntary": after[1] - before[1]}
     return stats, collector.timings, collector.people
 
 
@@ -109,13 +127,24 @@ def merge_pipeline(runs: list) -> dict:
     elapsed = sum(stats["elapsed_s"] for stats, _, _ in runs)
     stages = {stage: summarize([t.get(stage, 0.0) for t in timings]) for stage in STAGES}
     first = runs[0][0]
+    switches = None
+    if all("context_switches" in stats for stats, _, _ in runs):
+        switches = {kind: sum(stats["context_switches"][kind] for stats, _, _ in runs)
+                    for kind in ("voluntary", "involuntary")}
+        switches.update({f"{kind}_per_frame": switches[kind] / frames if frames else None
+                         for kind in ("voluntary", "involuntary")})
+    frame0 = [frames_[0].get("latency", 0.0) for _, frames_, _ in runs if frames_]
     return {
         "frames": frames,
         "elapsed_s": elapsed,
+        "round_fps": [stats["fps"] for stats, _, _ in runs],
         "fps": frames / elapsed if elapsed > 0 else 0.0,
         "in_flight": first.get("in_flight"),
         "dropped": sum(stats.get("dropped", 0) for stats, _, _ in runs),
         "people_mean": sum(p for _, _, p in runs) / frames if frames else 0.0,
         "stages": stages,
         "samples": {"latency": [round(t.get("latency", 0.0), 3) for t in timings]},
+        # capture→shown of each round's first frame (a new Pipeline each round; the first round's is the coldest)
+        "frame0_latency_ms": frame0,
+        "context_switches": switches,
     }

@@ -16,8 +16,8 @@ from .plan import DEFAULT_FRAMES, STREAMS
 from .plots import PLOTS, write_plots
 from .targets import find_row, fmt, format_target, pct, verdict
 
-__all__ = ["write_report", "render_markdown", "headline_rows", "decode_rows", "crowd_rows", "numba_lines",
-           "streams_lines", "tracking_lines"]
+__all__ = ["write_report", "render_markdown", "headline_rows", "ceiling_lines", "decode_rows", "crowd_rows",
+           "numba_lines", "streams_lines", "tracking_lines"]
 
 
 def write_report(report: dict, out_dir) -> List[Path]:
@@ -48,16 +48,69 @@ def _mark(target: dict) -> str:
 def headline_rows(report: dict) -> List[str]:
     """The headline table (markdown lines): per precision and mode, inference-only vs pipeline."""
     lines = ["| precision | mode | requests | inference-only FPS | pipeline FPS | pipeline / inference | "
-             "inference p50 ms | capture→shown p50 ms |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "inference p50 ms | capture→shown p50 ms | benchmark_app FPS | **pipeline / benchmark_app** | "
+             "engine / benchmark_app |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     ratios = report["ratios"]["pipeline_over_inference"]
+    over_app = report["ratios"].get("pipeline_over_benchmark_app", {})
+    engine_over_app = report["ratios"].get("engine_over_benchmark_app", {})
+    rows = (report.get("ceiling") or {}).get("rows") or []
     for inf in report["inference"]:
         pipe = find_row(report["pipeline"], precision=inf["precision"], mode=inf["mode"])
+        app = find_row(rows, precision=inf["precision"], mode=inf["mode"])
         key = f"{inf['precision']} {inf['mode']}"
         lines.append(f"| {inf['precision']} | {inf['mode']} | {inf['requests']} | {fmt(inf['fps'])} | "
                      f"{fmt(pipe['fps']) if pipe else 'n/a'} | {pct(ratios.get(key), 0)} | "
                      f"{fmt(inf['latency_ms']['p50'])} | "
-                     f"{fmt(pipe['stages']['latency']['p50']) if pipe else 'n/a'} |")
+                     f"{fmt(pipe['stages']['latency']['p50']) if pipe else 'n/a'} | "
+                     f"{fmt(app.get('fps') if app else None)} | **{pct(over_app.get(key), 0)}** | "
+                     f"{pct(engine_over_app.get(key), 0)} |")
+    return lines
+
+
+def ceiling_lines(report: dict) -> List[str]:
+    """The ceiling section (markdown lines): benchmark_app per hint, frame 0, context switches."""
+    ceiling = report.get("ceiling") or {}
+    lines = ["", "## Ceiling: benchmark_app", ""]
+    if ceiling.get("rows"):
+        lines += [f"OpenVINO's `benchmark_app` (`{ceiling['command']}`) on the same IR, reshaped to the pipeline's "
+                  "network size, on the same device, with the hint of each mode; random input, nothing but "
+                  "inference. One run per round, alternating with inference only and the pipeline; FPS is the mean "
+                  "of the rounds. The headline's *pipeline / benchmark_app* (and *engine / benchmark_app*) is the "
+                  "median of the per-round ratios (each round's pipeline and benchmark_app ran back to back), so a "
+                  "burst of other load moves one round, not the figure.", "",
+                  "| precision | hint | network | requests | rounds | FPS | FPS per round | latency p50 ms |",
+                  "| --- | --- | --- | ---: | ---: | ---: | --- | ---: |"]
+        for row in ceiling["rows"]:
+            per = ", ".join(fmt(f) for f in row["round_fps"])
+            lines.append(f"| {row['precision']} | {row['hint']} | {'×'.join(map(str, row['network_size']))} | "
+                         f"{row['requests'] if row['requests'] is not None else 'n/a'} | {row['rounds']} | "
+                         f"{fmt(row['fps'])} | {per} | {fmt(row['latency_p50_ms'])} |")
+            if row.get("error"):
+                lines.append(f"\n*{row['precision']} {row['hint']}:* {row['error']}")
+        for pipe in report["pipeline"]:
+            app = find_row(ceiling["rows"], precision=pipe["precision"], mode=pipe["mode"])
+            if app and len(app["round_fps"]) == len(pipe.get("round_fps") or []):
+                per = ", ".join(pct(p / a, 0) for p, a in zip(pipe["round_fps"], app["round_fps"]) if a > 0)
+                lines.append(f"\n*pipeline / benchmark_app per round, {pipe['precision']} {pipe['mode']}:* {per}")
+        lines.append(f"\nOne round's command: `{' '.join(map(str, ceiling['rows'][0]['args']))}`")
+    else:
+        lines.append(f"Not measured: {ceiling.get('skipped') or 'benchmark_app was not run'}.")
+    lines += ["", "### First frame and scheduling", "",
+              "*frame 0* is capture→shown of the first frame of each round (a new `Pipeline` each round; the "
+              "first round of the run is the coldest), against the median of the mode. Context switches are the "
+              "whole process's (`getrusage(RUSAGE_SELF)`: the pipeline's threads and OpenVINO's) over the "
+              "pipeline rounds, per frame.", "",
+              "| precision | mode | frame 0 ms per round | median ms | frame 0 / median (slowest) | "
+              "voluntary / frame | involuntary / frame |",
+              "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    for pipe in report["pipeline"]:
+        key = f"{pipe['precision']} {pipe['mode']}"
+        cs = pipe.get("context_switches") or {}
+        frame0 = ", ".join(fmt(v) for v in pipe.get("frame0_latency_ms") or [])
+        lines.append(f"| {pipe['precision']} | {pipe['mode']} | {frame0} | {fmt(pipe['stages']['latency']['p50'])} | "
+                     f"{_times(report['ratios'].get('frame0_over_median', {}).get(key))} | "
+                     f"{fmt(cs.get('voluntary_per_frame'))} | {fmt(cs.get('involuntary_per_frame'))} |")
     return lines
 
 
@@ -249,6 +302,8 @@ def render_markdown(report: dict) -> str:
         lat = inf["latency_ms"]
         lines.append(f"| {inf['precision']} | {inf['mode']} | {net} | {inf['requests']} | {inf['frames']} | "
                      f"{fmt(inf['fps'])} | {fmt(lat['mean'])} | {fmt(lat['p50'])} | {fmt(lat['p99'])} |")
+
+    lines += ceiling_lines(report)
 
     dec = report["decode"]
     base = find_row(report["inference"], precision=primary, mode="latency")

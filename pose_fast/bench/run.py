@@ -23,8 +23,9 @@ One process measures, in this order (each figure on the same frames of one video
 6. the event store's write rate and the ``/detections`` page time on a temporary database (the page time through
    the web app the caller passes as ``make_detections_app``).
 
-Inference only and the pipeline are measured in alternating rounds (A B A B A B A B, per mode) so that a
-change of load on a shared machine hits both alike.
+Inference only, the pipeline and OpenVINO's ``benchmark_app`` on the same IR and network size (the ceiling,
+:mod:`pose_fast.bench.ceiling`; skipped when it is absent or with ``server``) are measured in alternating rounds
+(A B C A B C ..., per mode) so that a change of load on a shared machine hits all of them alike.
 
 :func:`run_bench` returns the report as a dict (the content of ``report.json``);
 :func:`pose_fast.bench.markdown.write_report` writes ``report.json``, ``report.md`` and the PNG plots.
@@ -41,6 +42,7 @@ from typing import Callable, Dict, Optional, Sequence
 from ..engines.contract import MODES
 from ..errors import BenchError
 from ..model import PRECISIONS
+from .ceiling import HINTS, benchmark_app_command, round_seconds, run_benchmark_app
 from .decoders import measure_decoders
 from .engine_runs import infer_latency, infer_throughput, merge_pipeline, pipeline_run
 from .eventstore import measure_events
@@ -55,7 +57,8 @@ from .timing import collect_garbage, summarize
 
 __all__ = ["SCHEMA", "run_bench"]
 
-SCHEMA = 3  # 2: targets have a unit; decode.peer_parts, decode.crowd, decode.numba_first_call; streams; 3: tracking
+SCHEMA = 3  # 2: targets have a unit; decode.peer_parts, decode.crowd, decode.numba_first_call; streams
+#            3: tracking; ceiling (benchmark_app); pipeline frame0_latency_ms, context_switches
 
 
 def _utc_now() -> str:
@@ -64,6 +67,29 @@ def _utc_now() -> str:
 
 def _noop(label: str, units: int) -> None:
     pass
+
+
+def _infer_precision(engine) -> Optional[str]:
+    """The CPU arithmetic the engine asked for, for benchmark_app's ``-infer_precision`` (like with like)."""
+    precision = getattr(engine, "cpu_precision", None)
+    return precision if precision and "CPU" in str(getattr(engine, "device", "")).upper() else None
+
+
+def _ceiling_row(precision: str, mode: str, net, app_runs: list) -> dict:
+    """One ceiling row from a mode's benchmark_app rounds: FPS is the mean of the rounds' FPS (each ran the same
+    time), or the first error."""
+    good = [r for r in app_runs if "error" not in r]
+    row = {"precision": precision, "mode": mode, "hint": HINTS[mode], "network_size": list(net),
+           "rounds": len(app_runs), "args": app_runs[0]["args"],
+           "round_fps": [r["fps"] for r in good], "fps": None, "latency_p50_ms": None, "requests": None}
+    if len(good) < len(app_runs):
+        row["error"] = next(r["error"] for r in app_runs if "error" in r)
+    if good:
+        row["fps"] = sum(r["fps"] for r in good) / len(good)
+        medians = sorted(r["latency_p50_ms"] for r in good if r["latency_p50_ms"] is not None)
+        row["latency_p50_ms"] = medians[len(medians) // 2] if medians else None
+        row["requests"] = good[0]["requests"]
+    return row
 
 
 def run_bench(video: str, device: str = "CPU", precisions: Sequence[str] = PRECISIONS, frames: int = DEFAULT_FRAMES,
@@ -109,8 +135,12 @@ def run_bench(video: str, device: str = "CPU", precisions: Sequence[str] = PRECI
     machine = machine_info(device, core)
     rounds = max(1, min(rounds, frames))
     splits = [frames // rounds + (1 if i < frames % rounds else 0) for i in range(rounds)]
-    inference, pipeline = [], []
+    inference, pipeline, ceiling_rows = [], [], []
     kept: Dict[int, tuple] = {}
+    bench_app = None if server else benchmark_app_command()
+    ceiling_skipped = ("a remote server runs its own model: benchmark_app measures local devices only" if server
+                       else None if bench_app else
+                       "benchmark_app not found (it ships with the openvino wheel: pip install openvino)")
     device_used = device
     tracked = None  # the video's poses for the identities section
     with tempfile.TemporaryDirectory(prefix="pose-fast-bench-") as tmp:
@@ -125,7 +155,8 @@ def run_bench(video: str, device: str = "CPU", precisions: Sequence[str] = PRECI
                 with open_engine(server=server, **kwargs) as engine:
                     engine.prepare(*frame_size)
                     device_used = getattr(engine, "device", device)
-                    inf_times, inf_elapsed, runs = [], 0.0, []
+                    inf_times, inf_elapsed, runs, app_runs, inf_rounds = [], 0.0, [], [], []
+                    net = getattr(engine, "network_size", None)
                     for i, n in enumerate(splits):
                         if mode == "latency":
                             times, elapsed = infer_latency(
@@ -135,20 +166,28 @@ def run_bench(video: str, device: str = "CPU", precisions: Sequence[str] = PRECI
                             times, elapsed = infer_throughput(engine, distinct, n, progress, f"inference {label}")
                         inf_times += times
                         inf_elapsed += elapsed
+                        inf_rounds.append(len(times) / elapsed if elapsed > 0 else 0.0)
                         runs.append(pipeline_run(video, engine, mode, n, progress, f"pipeline {label}",
                                                  tmp_path / f"events-{precision}-{mode}-{i}.sqlite3"))
+                        if bench_app and net:
+                            progress(f"benchmark_app {label}", 0)
+                            app_runs.append(run_benchmark_app(
+                                bench_app, xml, device_used, HINTS[mode], tuple(net), round_seconds(n),
+                                infer_precision=_infer_precision(engine)))
                     if tracked is None and mode == "latency":
                         progress("tracking: decoding the video", 0)
                         tracked = decode_video(video, lambda w, h, e=engine: e, limit=MAX_TRACKING_FRAMES)
                         progress("tracking: decoding the video", 1)
-                    net = getattr(engine, "network_size", None)
                     inference.append({
                         "precision": precision, "mode": mode, "requests": int(engine.num_requests),
                         "network_size": list(net) if net else None, "frames": len(inf_times),
                         "elapsed_s": inf_elapsed, "fps": len(inf_times) / inf_elapsed if inf_elapsed > 0 else 0.0,
+                        "round_fps": inf_rounds,
                         "latency_ms": summarize(inf_times), "samples": [round(t, 3) for t in inf_times],
                     })
                     pipeline.append({"precision": precision, "mode": mode, **merge_pipeline(runs)})
+                    if app_runs:
+                        ceiling_rows.append(_ceiling_row(precision, mode, net, app_runs))
                 # free the closed engine here, in the main thread (see collect_garbage)
                 del engine
                 collect_garbage()
@@ -195,6 +234,8 @@ def run_bench(video: str, device: str = "CPU", precisions: Sequence[str] = PRECI
                      "precisions_requested": list(dict.fromkeys(precisions))},
         "inference": inference,
         "pipeline": pipeline,
+        "ceiling": {"rows": ceiling_rows, "skipped": ceiling_skipped,
+                    "command": " ".join(bench_app) if bench_app else None},
         "decode": decode,
         "streams": streams,
         "tracking": tracking,

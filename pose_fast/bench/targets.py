@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from typing import List, Optional, Tuple
 
 from .crowd import CROWD_PEOPLE
@@ -11,8 +12,9 @@ from .plan import STREAMS
 
 __all__ = [
     "TARGET_PIPELINE_RATIO", "TARGET_DECODE_SHARE", "TARGET_CROWD_CYTHON_MS", "TARGET_PEER_SPEEDUP",
-    "TARGET_REMOTE_ONE_STREAM", "TARGET_REMOTE_FOUR_STREAMS",
-    "compute_ratios", "remote_stream_targets", "format_target", "verdict", "find_row", "fmt", "pct",
+    "TARGET_REMOTE_ONE_STREAM", "TARGET_REMOTE_FOUR_STREAMS", "TARGET_CEILING", "TARGET_FRAME0_OVER_MEDIAN",
+    "TARGET_INVOLUNTARY_LATENCY_OVER_THROUGHPUT",
+    "compute_ratios", "round_ratio", "remote_stream_targets", "format_target", "verdict", "find_row", "fmt", "pct",
 ]
 
 #: Targets (issue 8): pipeline FPS >= 90 % of inference-only FPS in throughput mode; decode (Cython) <= 2 % of the
@@ -27,6 +29,12 @@ TARGET_PEER_SPEEDUP = 20.0
 #: aggregate throughput of 4 streams >= 95 % of what the server's model alone sustains.
 TARGET_REMOTE_ONE_STREAM = 0.95
 TARGET_REMOTE_FOUR_STREAMS = 0.95
+#: Targets (issue 18): pipeline FPS over benchmark_app's on the same IR, network size and device (the ceiling), per
+#: mode and its hint; capture→shown of each round's first frame <= 2x the mode's median; latency mode's
+#: involuntary context switches per frame <= 2x throughput mode's.
+TARGET_CEILING = {"throughput": 0.90, "latency": 0.85}
+TARGET_FRAME0_OVER_MEDIAN = 2.0
+TARGET_INVOLUNTARY_LATENCY_OVER_THROUGHPUT = 2.0
 
 
 def find_row(rows: list, **match) -> Optional[dict]:
@@ -64,12 +72,53 @@ def remote_stream_targets(local: Optional[dict], alone: Optional[dict], one: Opt
     ]
 
 
+def round_ratio(a: dict, b: dict) -> Optional[float]:
+    """``a`` FPS over ``b`` FPS: the median of the per-round ratios when both have the same rounds (each pair was
+    measured back to back, so a burst of other load on a shared machine moves one round, not the figure), else the
+    ratio of the two means."""
+    ra, rb = a.get("round_fps") or [], b.get("round_fps") or []
+    if ra and len(ra) == len(rb) and all(x > 0 for x in rb):
+        return float(statistics.median(x / y for x, y in zip(ra, rb)))
+    return a["fps"] / b["fps"] if b.get("fps") else None
+
+
 def compute_ratios(report: dict) -> Tuple[dict, list]:
     """The report's ratios and target checks, from its raw numbers (also used by the tests to re-check them)."""
     ratios = {"pipeline_over_inference": {}, "decode_over_inference": {}, "backend_over_cython": {},
               "pipeline_decode_over_inference": {}, "peer_part_over_cython": {}, "crowd_backend_over_cython": {},
-              "streams": {}}
+              "streams": {}, "pipeline_over_benchmark_app": {}, "engine_over_benchmark_app": {},
+              "frame0_over_median": {}, "involuntary_latency_over_throughput": {}}
     targets = []
+    ceiling = report.get("ceiling") or {}
+    for pipe in report["pipeline"]:
+        key = f"{pipe['precision']} {pipe['mode']}"
+        app = find_row(ceiling.get("rows") or [], precision=pipe["precision"], mode=pipe["mode"])
+        inf = find_row(report["inference"], precision=pipe["precision"], mode=pipe["mode"])
+        if app and app.get("fps"):
+            ratios["pipeline_over_benchmark_app"][key] = round_ratio(pipe, app)
+            if inf:
+                ratios["engine_over_benchmark_app"][key] = round_ratio(inf, app)
+        note = "" if key in ratios["pipeline_over_benchmark_app"] else (
+            (app or {}).get("error") or ceiling.get("skipped") or "benchmark_app was not run")
+        targets.append(_target(f"pipeline FPS / benchmark_app FPS ({key}, -hint {pipe['mode']}; median of rounds)",
+                               ratios["pipeline_over_benchmark_app"].get(key), TARGET_CEILING[pipe["mode"]], ">=",
+                               note=note))
+        median = pipe["stages"]["latency"]["p50"]
+        if pipe.get("frame0_latency_ms") and median > 0:
+            ratios["frame0_over_median"][key] = max(pipe["frame0_latency_ms"]) / median
+            targets.append(_target(f"capture→shown of frame 0 (slowest round) / median ({key})",
+                                   ratios["frame0_over_median"][key], TARGET_FRAME0_OVER_MEDIAN, "<=",
+                                   unit="times"))
+    for precision in dict.fromkeys(p["precision"] for p in report["pipeline"]):
+        lat = find_row(report["pipeline"], precision=precision, mode="latency")
+        thr = find_row(report["pipeline"], precision=precision, mode="throughput")
+        per = [((row or {}).get("context_switches") or {}).get("involuntary_per_frame") for row in (lat, thr)]
+        value = per[0] / per[1] if per[0] is not None and per[1] else None
+        if value is not None:
+            ratios["involuntary_latency_over_throughput"][precision] = value
+        targets.append(_target(f"involuntary context switches per frame, latency / throughput mode ({precision})",
+                               value, TARGET_INVOLUNTARY_LATENCY_OVER_THROUGHPUT, "<=", unit="times",
+                               note="" if value is not None else "not counted on this platform"))
     for pipe in report["pipeline"]:
         inf = find_row(report["inference"], precision=pipe["precision"], mode=pipe["mode"])
         key = f"{pipe['precision']} {pipe['mode']}"
