@@ -18,7 +18,8 @@ ROOT="$(pwd)"
 # first with cp39 wheels; numba < 0.56 imports pkg_resources, gone from current setuptools; opencv-python 4.5.4.60
 # is the first with CAP_PROP_OPEN/READ_TIMEOUT_MSEC; Flask < 2.3.3 breaks with Werkzeug 3 and 2.3.3 needs
 # click >= 8.1.3; apsw 3.40 added Connection.execute; waitress 2.1.1 fixes CVE-2022-24761; platformdirs 2.6 is the oldest
-# tested (its user_cache_dir/user_data_dir are older).
+# tested (its user_cache_dir/user_data_dir are older); paho-mqtt 1.6.1 is the last 1.x (sdist only, hence --no-binary
+# below; 2.x changed the callback API, both are supported); prometheus-client 0.16 is the oldest tested.
 OPENVINO_PIN="openvino==2022.3.2"
 OLDEST_PINS=(
     "numpy==1.19.3"
@@ -29,6 +30,8 @@ OLDEST_PINS=(
     "click==8.1.3"
     "waitress==2.1.1"
     "platformdirs==2.6.0"
+    "paho-mqtt==1.6.1"
+    "prometheus-client==0.16.0"
 )
 TEST_DEPS=("pytest>=7" "pytest-benchmark>=4" "hypothesis>=6" "requests>=2.25")  # pytest-benchmark: addopts has --benchmark-disable
 BUILD_DEPS=("setuptools>=61" "wheel" "Cython>=3.0")
@@ -121,7 +124,7 @@ else
     log "creating environment $VENV"
     rm -rf "$VENV"
     "$PY39" -m venv "$VENV"
-    pip_quiet install --only-binary=:all: "$OPENVINO_PIN" "${OLDEST_PINS[@]}" "${TEST_DEPS[@]}" "${BUILD_DEPS[@]}"
+    pip_quiet install --only-binary=:all: --no-binary=paho-mqtt "$OPENVINO_PIN" "${OLDEST_PINS[@]}" "${TEST_DEPS[@]}" "${BUILD_DEPS[@]}"
     touch "$VENV/.complete"
     # Environments for older keys are dead weight now.
     find "$CACHE_ROOT" -maxdepth 1 -name 'py39-*' ! -name "py39-$KEY" -exec rm -rf {} + 2>/dev/null || true

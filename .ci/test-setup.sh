@@ -13,7 +13,7 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 echo "test-setup: system packages (apt-get)" >&2
 $SUDO apt-get update -qq
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    build-essential libgl1 libglib2.0-0 xvfb x11-apps imagemagick xdotool chromium chromium-driver >/dev/null
+    build-essential libgl1 libglib2.0-0 xvfb x11-apps imagemagick xdotool chromium chromium-driver mosquitto >/dev/null
 echo "test-setup: pose_fast with its test extra, and the peer decoder" >&2
 python -m pip install -q -e ".[test]"
 python -m pip install -q --no-deps openvino-model-api==0.2.5

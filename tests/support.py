@@ -5,10 +5,14 @@ Importable from any test module as ``from support import ...`` (the root conftes
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import socket
+import subprocess
 import threading
 import time
 
-__all__ = ["wait_for", "running_server", "make_v1_database"]
+__all__ = ["wait_for", "running_server", "make_v1_database", "Mosquitto", "MOSQUITTO", "free_port"]
 
 
 def wait_for(predicate, timeout: float = 30.0, step: float = 0.05):
@@ -54,3 +58,70 @@ def make_v1_database(path, rows) -> None:
                          "device) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     finally:
         conn.close()
+
+
+#: Debian's mosquitto (``.ci/test-setup.sh`` installs it); None when it is not installed.
+MOSQUITTO = shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto",) if os.path.exists(p)), None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Mosquitto:
+    """A real MQTT broker (Debian's mosquitto) on a free 127.0.0.1 port, in ``folder``: ``start()``, ``stop()``
+    (SIGTERM, or ``kill=True``), ``start()`` again on the same port. ``users={"name": "password"}`` turns
+    anonymous access off (a password file made with ``mosquitto_passwd``); ``persistence`` keeps sessions and
+    queued messages across restarts. Use as a context manager (stopped on leaving)."""
+
+    def __init__(self, folder, users=None, persistence: bool = False, port: int = 0):
+        self.folder = str(folder)
+        self.port = port or free_port()
+        self.url = f"mqtt://127.0.0.1:{self.port}"
+        self.process = None
+        lines = [f"listener {self.port} 127.0.0.1", "log_dest stderr", "log_type error", "log_type warning",
+                 "max_queued_messages 0", "max_inflight_messages 0"]
+        if users:
+            pwfile = os.path.join(self.folder, "passwd")
+            open(pwfile, "w").close()
+            for name, password in users.items():
+                subprocess.run(["mosquitto_passwd", "-b", pwfile, name, password], check=True, timeout=10,
+                               capture_output=True)
+            lines += ["allow_anonymous false", f"password_file {pwfile}"]
+        else:
+            lines.append("allow_anonymous true")
+        if persistence:
+            lines += ["persistence true", f"persistence_location {self.folder}/", "autosave_interval 0"]
+        else:
+            lines.append("persistence false")
+        self.config = os.path.join(self.folder, "mosquitto.conf")
+        with open(self.config, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def start(self, timeout: float = 10.0) -> Mosquitto:
+        self.log = open(os.path.join(self.folder, "mosquitto.log"), "ab")
+        self.process = subprocess.Popen([MOSQUITTO, "-c", self.config], stdout=self.log, stderr=self.log)
+
+        def listening():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"mosquitto exited ({self.process.returncode}); see {self.folder}/mosquitto.log")
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+        if not wait_for(listening, timeout, 0.02):
+            raise RuntimeError(f"mosquitto did not listen on {self.port} within {timeout} s")
+        return self
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process is not None and self.process.poll() is None:
+            (self.process.kill if kill else self.process.terminate)()
+            self.process.wait(10)
+        self.process = None
+
+    def __enter__(self) -> Mosquitto:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
