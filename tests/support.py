@@ -81,7 +81,11 @@ class Mosquitto:
         self.port = port or free_port()
         self.url = f"mqtt://127.0.0.1:{self.port}"
         self.process = None
-        lines = [f"listener {self.port} 127.0.0.1", "log_dest stderr", "log_type error", "log_type warning",
+        import getpass
+
+        # as root, mosquitto would switch to the user "mosquitto", who cannot write the persistence file here
+        lines = [f"listener {self.port} 127.0.0.1", f"user {getpass.getuser()}", "log_dest stderr",
+                 "log_type error", "log_type warning",
                  "max_queued_messages 0", "max_inflight_messages 0"]
         if users:
             pwfile = os.path.join(self.folder, "passwd")

@@ -92,8 +92,9 @@ def parse_mqtt_url(text: str) -> MqttUrl:
         raise MqttError(f"bad MQTT URL {_hide(raw)!r}: the scheme must be mqtt or mqtts; {usage}")
     if not parts.hostname:
         raise MqttError(f"bad MQTT URL {_hide(raw)!r}: no host; {usage}")
-    if parts.query or parts.fragment:
-        raise MqttError(f"bad MQTT URL {_hide(raw)!r}: no ?query or #fragment allowed; {usage}")
+    if "?" in raw or "#" in raw:
+        raise MqttError(f"bad MQTT URL {_hide(raw)!r}: no ? or # allowed (in the prefix they are MQTT wildcards; "
+                        f"in a password write them as %3F, %23); {usage}")
     prefix = parts.path.strip("/") or "pose_fast"
     if any(c in prefix for c in "#+") or "//" in prefix:
         raise MqttError(f"bad MQTT URL {_hide(raw)!r}: the prefix {prefix!r} may not contain #, + or empty levels")
