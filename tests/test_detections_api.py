@@ -44,7 +44,8 @@ def client(db):
 def expected(i):
     kind, person, frame, ts, people, source, device = event(i)
     return {"id": i + 1, "kind": kind, "person_id": person, "timestamp": iso_utc(ts), "source": source,
-            "frame_index": frame, "people_count": people, "device": device}
+            "frame_index": frame, "people_count": people, "device": device, "run_id": "", "track_id": person,
+            "reason": None, "snapshot": None, "zone": None, "direction": None, "dwell_s": None}
 
 
 def links(header):
@@ -142,7 +143,7 @@ def test_page_past_the_end_is_empty(client):
     ("per-page=1e3", "per-page must be a whole number from 1 to 2147483647, got '1e3'"),
     ("per-page=4294967296", "per-page must be at most 2147483647, got '4294967296'"),
     ("per-page=5&per_page=6", "per-page and per_page disagree ('5' vs '6'); give one of them"),
-    ("kind=walk", "kind must be one of enter, exit, got 'walk'"),
+    ("kind=walk", "kind must be one of enter, exit, zone_enter, zone_exit, line_cross, got 'walk'"),
     ("source=", "source must be a non-empty name of at most 1000 characters"),
     ("since=yesterday", "since: not an ISO-8601 date-time: 'yesterday' (e.g. 2026-11-25T07:00:00Z)"),
     ("until=2025-13-01", "until: not an ISO-8601 date-time: '2025-13-01' (e.g. 2026-11-25T07:00:00Z)"),

@@ -63,12 +63,96 @@ def test_events_round_trip_with_all_fields(tmp_path):
         recorder("exit", 3, 42, T0 + 4.2, 0)
     rows, count = read_events(path)
     assert count == 2
+    run = recorder.run_id
+    extra = {"run_id": run, "track_id": 3, "snapshot": None, "zone": None, "direction": None, "dwell_s": None}
     assert rows == [
-        {"id": 1, "kind": "enter", "person_id": 3, "timestamp": "2025-11-25T06:00:00.250Z",
-         "source": "store-aisle.mp4", "frame_index": 10, "people_count": 1, "device": "CPU"},
-        {"id": 2, "kind": "exit", "person_id": 3, "timestamp": "2025-11-25T06:00:04.450Z",
-         "source": "store-aisle.mp4", "frame_index": 42, "people_count": 0, "device": "CPU"},
+        {"id": 1, "kind": "enter", "person_id": 1, "timestamp": "2025-11-25T06:00:00.250Z",
+         "source": "store-aisle.mp4", "frame_index": 10, "people_count": 1, "device": "CPU", "reason": None,
+         **extra},
+        {"id": 2, "kind": "exit", "person_id": 1, "timestamp": "2025-11-25T06:00:04.450Z",
+         "source": "store-aisle.mp4", "frame_index": 42, "people_count": 0, "device": "CPU", "reason": "left",
+         **extra},
     ]
+
+
+def test_person_ids_are_unique_in_the_database_across_runs_and_stores(tmp_path):
+    """Every run's tracker starts again at 1; the database gives each (run, track) its own person id, also when
+    a second store (another process) writes to the same file, and when a run's events come in several batches."""
+    path = tmp_path / "e.db"
+    with EventStore(path) as first, EventStore(path) as second:
+        a = EventRecorder(first, "door")
+        b = EventRecorder(second, "desk")
+        a("enter", 1, 0, T0, 1)
+        b("enter", 1, 0, T0, 1)
+        first.flush(10)
+        second.flush(10)
+        a("enter", 2, 5, T0 + 1, 2)
+        a("exit", 1, 9, T0 + 2, 1)  # a later batch: the same person as the first enter
+        b("exit", 1, 9, T0 + 2, 0)
+    with EventStore(path) as third:  # a new run on the same camera after a restart
+        c = EventRecorder(third, "door")
+        c("enter", 1, 0, T0 + 10, 1)
+    rows, _ = read_events(path)
+    who = {(r["run_id"], r["track_id"]): r["person_id"] for r in rows}
+    assert len(who) == 4 and sorted(who.values()) == [1, 2, 3, 4]
+    for r in rows:
+        assert r["person_id"] == who[(r["run_id"], r["track_id"])]
+    assert {r["source"] for r in rows if r["person_id"] == who[(a.run_id, 1)]} == {"door"}
+
+
+def test_schema_2_database_migrates_keeping_its_rows_and_ids(tmp_path):
+    """A round-1 database (schema 2): every row kept with its id and person id; new people get ids after the
+    old ones, so nobody is shown as an old #1."""
+    import apsw
+
+    from pose_fast.events.schema import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    conn = apsw.Connection(str(path))
+    for step in MIGRATIONS[:2]:
+        conn.execute(step)
+    conn.execute("PRAGMA user_version = 2")
+    conn.executemany("INSERT INTO events (kind, person_id, timestamp, source, frame_index, people_count, device) "
+                     "VALUES (?, ?, ?, 'camera 0', ?, 1, 'CPU')",
+                     [("enter", 1, "2025-01-01T00:00:00.000Z", 0), ("exit", 1, "2025-01-01T00:00:01.000Z", 9),
+                      ("enter", 7, "2025-01-01T00:00:02.000Z", 20)])
+    conn.execute("INSERT INTO event_counts VALUES ('enter', 'camera 0', 2), ('exit', 'camera 0', 1)")
+    conn.close()
+    with EventStore(path) as store:
+        assert store.version_before == 2
+        EventRecorder(store, "door")("enter", 1, 0, T0, 1)
+    rows, count = read_events(path)
+    assert count == 4
+    assert [(r["id"], r["person_id"], r["track_id"], r["run_id"]) for r in rows[:3]] == [
+        (1, 1, 1, ""), (2, 1, 1, ""), (3, 7, 7, "")]
+    assert rows[3]["person_id"] == 8 and rows[3]["source"] == "door"
+    assert read_events(path, kind="enter")[1] == 3
+
+
+def test_snapshots_are_written_by_the_store_and_capped(tmp_path):
+    """A frame given with an event becomes a JPEG beside the database; beyond the cap the oldest go first;
+    0 keeps none (and the event is still stored)."""
+    import cv2
+
+    path = tmp_path / "e.db"
+    frame = np.zeros((48, 64, 3), np.uint8)
+    with EventStore(path, snapshot_keep=3) as store:
+        for i in range(5):
+            frame[:] = 40 * i
+            store.add("enter", i, i, T0 + i, 1, "door", run_id="r1", frame=frame.copy())
+    rows, _ = read_events(path)
+    names = [r["snapshot"] for r in rows]
+    assert all(names) and len(set(names)) == 5
+    folder = tmp_path / "e.db.snapshots"
+    kept = sorted(p.name for p in folder.iterdir())
+    assert kept == sorted(names[2:])  # the two oldest removed
+    image = cv2.imread(str(folder / names[4]))
+    assert image.shape == (48, 64, 3) and abs(int(image.mean()) - 160) <= 2
+    with EventStore(tmp_path / "none.db", snapshot_keep=0) as store:
+        store.add("enter", 1, 0, T0, 1, "door", run_id="r2", frame=frame)
+    rows, count = read_events(tmp_path / "none.db")
+    assert count == 1 and rows[0]["snapshot"] is None
+    assert not (tmp_path / "none.db.snapshots").exists()
 
 
 def test_pragmas_and_schema_version(tmp_path):
@@ -140,7 +224,7 @@ def test_bad_databases_are_one_line_errors(tmp_path):
     blank = tmp_path / "blank.db"
     apsw.Connection(str(blank)).execute("PRAGMA user_version = 0").fetchall()
     blank.write_bytes(b"")
-    with pytest.raises(EventStoreError, match=r"has schema version 0, expected 2; run `pose-fast create-db"):
+    with pytest.raises(EventStoreError, match=r"has schema version 0, expected 3; run `pose-fast create-db"):
         read_events(blank)
 
 
@@ -606,7 +690,7 @@ def test_a_lock_outlasting_close_keeps_the_events_in_the_journal_and_the_next_st
         assert store.error is info.value and store.journaled == 26
         entries = journal_entries(path)
         assert [{k: v for k, v in e.items() if k != "batch"} for e in entries] == [
-            dict(zip(journal.FIELDS, row)) for row in event_rows(range(26))]
+            dict(zip(journal.FIELDS, row + ("", None, None, None, None, None))) for row in event_rows(range(26))]
         assert len({e["batch"] for e in entries}) == 1  # one batch, appended at once
         assert journal_file.stat().st_ino in synced and tmp_path.stat().st_ino in synced  # the file and its folder
         assert db_rows(path) == []
@@ -621,7 +705,8 @@ def test_a_lock_outlasting_close_keeps_the_events_in_the_journal_and_the_next_st
     assert count == 26 and [r["frame_index"] for r in rows] == list(range(26))
     assert [r["id"] for r in rows] == list(range(1, 27))
     assert rows[25] == {"id": 26, "kind": "exit", "person_id": 12, "timestamp": iso_utc(T0 + 25), "source": "cam",
-                        "frame_index": 25, "people_count": 1, "device": "CPU"}
+                        "frame_index": 25, "people_count": 1, "device": "CPU", "run_id": "", "track_id": 12,
+                        "reason": None, "snapshot": None, "zone": None, "direction": None, "dwell_s": None}
     with EventStore(path):  # a third start adds nothing
         pass
     assert create_or_migrate(path) == (SCHEMA_VERSION, SCHEMA_VERSION)

@@ -7,7 +7,7 @@ Query parameters
 ``per-page`` (or ``per_page``)
     Events per page, default 50; values above 100 are clamped to 100.
 ``kind``
-    ``enter`` or ``exit``.
+    ``enter``, ``exit``, ``zone_enter``, ``zone_exit`` or ``line_cross``.
 ``source``
     Exact source name (as stored by the demo, e.g. ``camera 0`` or a file name).
 ``since``, ``until``
@@ -18,8 +18,11 @@ a bad date or ``since`` after ``until`` get a 400 with ``{"error": "...", "statu
 uninitialised database gets a 503 with the same shape, saying how to create it.
 
 Response: ``{"results": [{"id", "kind", "person_id", "timestamp", "source", "frame_index", "people_count",
-"device"}, ...], "pagination": {"page", "per_page", "count", "pages", "next", "prev"}}`` in ascending ``id`` order;
-``next``/``prev`` are absolute URLs or null, repeated in a ``Link`` header together with ``first`` and ``last``.
+"device", "run_id", "track_id", "reason", "snapshot", "zone", "direction", "dwell_s"}, ...], "pagination": {"page",
+"per_page", "count", "pages", "next", "prev"}}`` in ascending ``id`` order; ``next``/``prev`` are absolute URLs or
+null, repeated in a ``Link`` header together with ``first`` and ``last``. ``person_id`` is unique in the database
+(``track_id`` is the tracker's id within the run ``run_id``); ``snapshot`` is the URL of the event's JPEG
+(``GET /detections/<id>/snapshot.jpg``), or null when none was stored or it was removed to keep within the cap.
 
 The database path is ``current_app.config["DATABASE"]``; each request opens its own read-only connection, so the
 API never blocks the event writer.
@@ -29,10 +32,10 @@ from __future__ import annotations
 import re
 from urllib.parse import urlencode
 
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, jsonify, request, send_file, url_for
 
 from pose_fast.errors import EventStoreError
-from pose_fast.events import KINDS, read_events
+from pose_fast.events import KINDS, SnapshotFolder, read_event, read_events
 from pose_fast.timestamps import parse_iso_utc
 
 from .responses import json_error, register_error_handlers
@@ -115,6 +118,9 @@ def list_detections():
         results, count = read_events(database, offset=(page - 1) * per_page, limit=per_page, **filters)
     except EventStoreError as exc:
         return json_error(str(exc), 503)
+    snapshots = SnapshotFolder(database)
+    for row in results:
+        row["snapshot"] = _snapshot_url(snapshots, row)
     pages = -(-count // per_page)
     nxt = _link(page + 1, per_page, request.args) if page < pages else None
     prev_page = min(page - 1, pages)
@@ -133,6 +139,32 @@ def list_detections():
     links.append(f'<{_link(1, per_page, request.args)}>; rel="first"')
     links.append(f'<{_link(max(pages, 1), per_page, request.args)}>; rel="last"')
     response.headers["Link"] = ", ".join(links)
+    return response
+
+
+def _snapshot_url(snapshots: SnapshotFolder, row: dict):
+    if snapshots.path(row["snapshot"]) is None:
+        return None
+    return url_for("detections.event_snapshot", event_id=row["id"])
+
+
+@bp.get("/detections/<int:event_id>/snapshot.jpg")
+def event_snapshot(event_id: int):
+    """The JPEG stored with event ``event_id`` (the annotated frame at that moment); 404 JSON when none."""
+    database = current_app.config.get("DATABASE")
+    if not database:
+        return json_error("the server has no events database configured; start it with --db", 503)
+    try:
+        row = read_event(database, event_id) if event_id <= MAX_PARAM else None
+    except EventStoreError as exc:
+        return json_error(str(exc), 503)
+    if row is None:
+        return json_error(f"there is no event {event_id}", 404)
+    path = SnapshotFolder(database).path(row["snapshot"])
+    if path is None:
+        why = "none was stored" if not row["snapshot"] else "it was removed to keep within the snapshot cap"
+        return json_error(f"event {event_id} has no snapshot: {why}", 404)
+    response = send_file(path, mimetype="image/jpeg", max_age=86400)
     return response
 
 

@@ -146,12 +146,25 @@ def _schemas() -> dict:
         },
         "Event": {
             "type": "object",
-            "required": ["id", "kind", "person_id", "timestamp", "source", "frame_index", "people_count", "device"],
+            "required": ["id", "kind", "person_id", "timestamp", "source", "frame_index", "people_count", "device",
+                         "run_id", "track_id", "reason", "snapshot", "zone", "direction", "dwell_s"],
             "additionalProperties": False,
             "properties": {
                 "id": {"type": "integer", "minimum": 1, "description": "Increases with every event stored."},
-                "kind": {"type": "string", "enum": ["enter", "exit"]},
-                "person_id": {"type": "integer", "description": "The tracker's id of the person."},
+                "kind": {"type": "string", "enum": ["enter", "exit", "zone_enter", "zone_exit", "line_cross"]},
+                "person_id": {"type": "integer", "description": "The person, unique in the database (one per "
+                                                                "tracker identity of a run)."},
+                "run_id": {"type": "string", "description": "One per pipeline start; empty for events stored "
+                                                            "before schema 3."},
+                "track_id": {"type": "integer", "description": "The tracker's id of the person within the run."},
+                "reason": {"type": ["string", "null"], "enum": ["left", "stream lost", "run ended", None],
+                           "description": "Why an exit happened: the person left the view, the stream was lost, "
+                                          "or the run ended with them in view; null for other kinds."},
+                "snapshot": {"type": ["string", "null"], "description": "The URL of the event's JPEG "
+                                                                       "(``/detections/{id}/snapshot.jpg``), or null."},
+                "zone": {"type": ["string", "null"], "description": "The zone or line of a zone event."},
+                "direction": {"type": ["string", "null"], "description": "``in`` or ``out`` for ``line_cross``."},
+                "dwell_s": {"type": ["number", "null"], "description": "Seconds in the zone (``zone_exit``)."},
                 "timestamp": {"type": "string", "format": "date-time",
                               "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z$",
                               "description": "UTC, milliseconds, e.g. ``2026-11-25T07:00:00.123Z``."},
@@ -355,6 +368,18 @@ def _paths() -> dict:
                         "content": _content("application/json", _ref("schemas", "Detections"))},
                 "503": _error_schema("No events database: none configured, missing, not initialised or "
                                      "unreadable (the error says how to create it).", 503),
+            }),
+        }},
+        "/detections/{event_id}/snapshot.jpg": {"get": {
+            "operationId": "event_snapshot", "tags": ["events"], "summary": "The JPEG stored with one event",
+            "description": "The annotated frame at the moment of the event, stored beside the database.",
+            "parameters": [{"name": "event_id", "in": "path", "required": True,
+                            "schema": {"type": "integer", "minimum": 0}}],
+            "responses": _answers({
+                "200": {"description": "The snapshot.", "content": _content("image/jpeg", _binary("image/jpeg"))},
+                "404": _error_schema("No such event, or it has no snapshot (none stored, or removed by the "
+                                     "retention cap).", 404),
+                "503": _error_schema("No events database.", 503),
             }),
         }},
         "/openapi.json": {"get": {

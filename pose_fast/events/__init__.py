@@ -49,13 +49,15 @@ the schema module; the schema module imports neither, only the journal module, w
 from __future__ import annotations
 
 from ..errors import EventStoreError
-from .reader import count_events, read_events
+from .reader import count_events, read_event, read_events
 from .schema import KINDS, SCHEMA_VERSION, create_or_migrate, default_db_path, resolve_db_path
 from .signals import exit_on_sigterm
+from .snapshots import SnapshotFolder, snapshot_folder
 from .writer import EventRecorder, EventStore
 
 __all__ = [
-    "EventStore", "EventRecorder", "EventStoreError", "SCHEMA_VERSION", "KINDS", "default_db_path",
+    "EventStore", "EventRecorder", "read_event", "SnapshotFolder", "snapshot_folder", "EventStoreError",
+    "SCHEMA_VERSION", "KINDS", "default_db_path",
     "resolve_db_path", "create_or_migrate", "read_events",
     "exit_on_sigterm", "count_events",
 ]

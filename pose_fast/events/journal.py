@@ -53,8 +53,10 @@ __all__ = ["FIELDS", "journal_path", "marker_key", "append", "claim"]
 log = logging.getLogger("pose_fast.events")
 
 #: The columns of one event, in the order of the rows the writer inserts.
-FIELDS = ("kind", "person_id", "timestamp", "source", "frame_index", "people_count", "device")
-_TYPES = (str, int, str, str, int, int, str)
+FIELDS = ("kind", "person_id", "timestamp", "source", "frame_index", "people_count", "device", "run_id", "reason",
+          "snapshot", "zone", "direction", "dwell_s")
+_TYPES = (str, int, str, str, int, int, str)  # required; the others (schema 3) may be absent (older journals)
+_OPTIONAL = ((str, ""), (str, None), (str, None), (str, None), (str, None), ((int, float), None))
 
 Batch = Tuple[str, List[tuple]]  # (batch id, rows in FIELDS order)
 _warned: set = set()  # the unreadable journals already reported
@@ -150,6 +152,11 @@ def _row(line: bytes, kinds) -> Tuple[str, tuple]:
         value = obj.get(name)
         if not isinstance(value, kind) or isinstance(value, bool):
             raise ValueError(f"{name} missing or not {kind.__name__}")
+        row.append(value)
+    for name, (kind, default) in zip(FIELDS[len(_TYPES):], _OPTIONAL):
+        value = obj.get(name, default)
+        if value is not default and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise ValueError(f"{name} is not {getattr(kind, '__name__', 'a number')}")
         row.append(value)
     if row[0] not in kinds:
         raise ValueError(f"kind {row[0]!r}")

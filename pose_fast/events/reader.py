@@ -11,9 +11,10 @@ import apsw
 from ..errors import EventStoreError
 from .schema import _explain, _open_reader
 
-__all__ = ["read_events", "count_events"]
+__all__ = ["read_events", "read_event", "count_events"]
 
-_COLUMNS = ("id", "kind", "person_id", "timestamp", "source", "frame_index", "people_count", "device")
+_COLUMNS = ("id", "kind", "person_id", "timestamp", "source", "frame_index", "people_count", "device", "run_id",
+            "track_id", "reason", "snapshot", "zone", "direction", "dwell_s")
 
 
 def count_events(path) -> int:
@@ -101,6 +102,18 @@ def _first_id_at(conn, entry, walk, args, offset):
                 entry.offsets.insert(j, offset)
                 entry.ids.insert(j, first)
     return first
+
+
+def read_event(path, event_id: int) -> Optional[Dict]:
+    """The event with this id, or None. Raises EventStoreError like :func:`read_events`."""
+    conn = _open_reader(path)
+    try:
+        rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM events WHERE id = ?", (int(event_id),)).fetchall()
+    except apsw.Error as exc:
+        raise EventStoreError(_explain(exc, path, "read the events database")) from None
+    finally:
+        conn.close()
+    return dict(zip(_COLUMNS, rows[0])) if rows else None
 
 
 def read_events(path, *, kind: Optional[str] = None, source: Optional[str] = None, since: Optional[str] = None,

@@ -7,7 +7,7 @@ import errno
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, List, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 from urllib.parse import quote
 
 import apsw
@@ -19,7 +19,9 @@ from . import journal
 __all__ = ["SCHEMA_VERSION", "KINDS", "BUSY_TIMEOUT_MS", "MIGRATIONS", "default_db_path", "resolve_db_path",
            "create_or_migrate", "replay_journal"]
 
-KINDS = ("enter", "exit")
+#: ``enter``/``exit``: a person (tracker identity) appears in or leaves the camera's view; ``zone_enter``/``zone_exit``
+#: and ``line_cross``: the same person and a zone or line of the camera (with ``zone``, ``dwell_s``, ``direction``).
+KINDS = ("enter", "exit", "zone_enter", "zone_exit", "line_cross")
 BUSY_TIMEOUT_MS = 5000
 
 #: Each entry migrates the schema from version ``i`` to ``i + 1``; ``PRAGMA user_version`` holds the version.
@@ -58,6 +60,46 @@ MIGRATIONS = (
         UPDATE event_counts SET n = n - 1 WHERE kind = old.kind AND source = old.source;
         UPDATE event_meta SET value = value + 1 WHERE key = 'deletions';
     END;
+    """,
+    # 2 -> 3: events that stay meaningful across runs. ``run_id`` (one per pipeline start) and ``track_id`` (the
+    # tracker's id in that run) name who the writer gave the database-wide ``person_id`` to; ``reason`` (why an exit
+    # happened), ``snapshot`` (the JPEG beside the database), and the zone events' ``zone``, ``direction`` and
+    # ``dwell_s``. SQLite cannot widen a CHECK in place: the table is rebuilt, every old row kept with its id (its
+    # run is unknown: ``run_id`` '' and ``track_id`` = its person_id).
+    """
+    CREATE TABLE events_v3 (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('enter', 'exit', 'zone_enter', 'zone_exit', 'line_cross')),
+        person_id INTEGER NOT NULL,
+        timestamp TEXT NOT NULL,
+        source TEXT NOT NULL,
+        frame_index INTEGER NOT NULL,
+        people_count INTEGER NOT NULL,
+        device TEXT NOT NULL,
+        run_id TEXT NOT NULL DEFAULT '',
+        track_id INTEGER NOT NULL DEFAULT 0,
+        reason TEXT,
+        snapshot TEXT,
+        zone TEXT,
+        direction TEXT,
+        dwell_s REAL
+    );
+    INSERT INTO events_v3 (id, kind, person_id, timestamp, source, frame_index, people_count, device, track_id)
+        SELECT id, kind, person_id, timestamp, source, frame_index, people_count, device, person_id FROM events;
+    DROP TRIGGER events_uncounted;
+    DROP TABLE events;
+    ALTER TABLE events_v3 RENAME TO events;
+    CREATE INDEX events_kind ON events(kind);
+    CREATE INDEX events_source ON events(source);
+    CREATE INDEX events_source_kind ON events(source, kind);
+    CREATE INDEX events_timestamp ON events(timestamp);
+    CREATE INDEX events_run_track ON events(run_id, track_id);
+    CREATE INDEX events_zone ON events(zone) WHERE zone IS NOT NULL;
+    CREATE TRIGGER events_uncounted AFTER DELETE ON events BEGIN
+        UPDATE event_counts SET n = n - 1 WHERE kind = old.kind AND source = old.source;
+        UPDATE event_meta SET value = value + 1 WHERE key = 'deletions';
+    END;
+    INSERT INTO event_meta (key, value) SELECT 'next_person', coalesce(max(person_id), 0) + 1 FROM events;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -193,17 +235,53 @@ def create_or_migrate(path) -> Tuple[int, int]:
 
 
 # -- writing events ------------------------------------------------------------------------------------------------
-_INSERT = ("INSERT INTO events (kind, person_id, timestamp, source, frame_index, people_count, device) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?)")
+_INSERT = ("INSERT INTO events (kind, person_id, timestamp, source, frame_index, people_count, device, run_id, "
+           "track_id, reason, snapshot, zone, direction, dwell_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _COUNT = ("INSERT INTO event_counts (kind, source, n) VALUES (?, ?, ?) "
           "ON CONFLICT (kind, source) DO UPDATE SET n = n + excluded.n")
 
 
-def _insert_events(conn, rows: List[tuple]) -> None:
-    """Insert ``rows`` (tuples in :data:`journal.FIELDS` order) and add them to ``event_counts``; inside the
-    caller's transaction."""
-    conn.executemany(_INSERT, rows)
+def _insert_events(conn, rows: List[tuple], known: Optional[Dict[Tuple[str, int], int]] = None
+                   ) -> Dict[Tuple[str, int], int]:
+    """Insert ``rows`` (tuples in :data:`journal.FIELDS` order, the tracker's id second) and add them to
+    ``event_counts``; inside the caller's transaction.
+
+    Each (run_id, track id) gets one database-wide ``person_id``: the one it has (``known``, else a row already
+    stored) or the next free one (``event_meta`` 'next_person'). Rows without a run (a journal of pose_fast before
+    schema 3) keep their id. Returns the pairs given a person id here, valid once the transaction commits."""
+    known = {} if known is None else known
+    new: Dict[Tuple[str, int], int] = {}
+    next_person = None
+    out = []
+    for row in rows:
+        run, track = row[7], row[1]
+        if not run:
+            person = track
+        else:
+            key = (run, track)
+            person = known.get(key) or new.get(key)
+            if person is None:
+                found = conn.execute("SELECT person_id FROM events WHERE run_id = ? AND track_id = ? LIMIT 1",
+                                     key).fetchall()
+                if found:
+                    person = found[0][0]
+                else:
+                    if next_person is None:
+                        next_person = _meta(conn, "next_person", 1)
+                    person, next_person = next_person, next_person + 1
+                new[key] = person
+        out.append((row[0], person, row[2], row[3], row[4], row[5], row[6], run, track) + tuple(row[8:]))
+    conn.executemany(_INSERT, out)
     conn.executemany(_COUNT, [(k, s, n) for (k, s), n in Counter((row[0], row[3]) for row in rows).items()])
+    if next_person is not None:
+        conn.execute("INSERT INTO event_meta (key, value) VALUES ('next_person', ?) "
+                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (next_person,))
+    return new
+
+
+def _meta(conn, key: str, default: int) -> int:
+    found = conn.execute("SELECT value FROM event_meta WHERE key = ?", (key,)).fetchall()
+    return int(found[0][0]) if found else default
 
 
 def _apply_journal(conn, batches: Iterable[journal.Batch]) -> Tuple[int, Set[str]]:

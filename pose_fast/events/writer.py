@@ -8,17 +8,20 @@ import math
 import sys
 import threading
 import time
+import uuid
 import weakref
 from collections import deque
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import apsw
+import numpy as np
 
 from ..errors import EventStoreError
 from ..timestamps import iso_utc
 from . import journal
 from .schema import BUSY_TIMEOUT_MS, KINDS, _apply_journal, _explain, _insert_events, _open_writer, replay_journal
+from .snapshots import DEFAULT_KEEP_FILES, SnapshotFolder
 
 __all__ = ["EventStore", "EventRecorder"]
 
@@ -67,6 +70,10 @@ class EventStore:
     close_lock_wait : float
         The same budget for :meth:`close`, so that shutdown never hangs on another program's lock: whatever is not
         committed by then goes to the journal.
+    snapshot_keep : int
+        Events given a ``frame`` get it stored as a JPEG in ``<path>.snapshots/`` (by the writer thread), keeping
+        the newest this many files (and at most 1 GiB); 0 stores none
+        (:class:`~pose_fast.events.snapshots.SnapshotFolder`).
 
     The journal (``<path>.journal``, :mod:`~pose_fast.events.journal`) is added to the database exactly once, in
     order, by the next commit that gets the lock: this store's, or the next opening of the database (an
@@ -79,7 +86,7 @@ class EventStore:
     """
 
     def __init__(self, path, *, batch_size: int = 10000, flush_interval: float = 0.05, lock_wait: float = 60.0,
-                 close_lock_wait: float = 5.0):
+                 close_lock_wait: float = 5.0, snapshot_keep: int = DEFAULT_KEEP_FILES):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         if not isinstance(flush_interval, (int, float)) or not 0 < flush_interval <= 60:
@@ -92,7 +99,9 @@ class EventStore:
         self.flush_interval = float(flush_interval)
         self.lock_wait = float(lock_wait)
         self.close_lock_wait = float(close_lock_wait)
+        self.snapshots = SnapshotFolder(self.path, snapshot_keep if str(self.path) != ":memory:" else 0)
         self._conn, self.version_before, _ = _open_writer(self.path)
+        self._persons: Dict[tuple, int] = {}  # (run_id, track id) -> person_id, as committed
         self._queue: deque = deque()
         self._wake = threading.Event()
         self._closing = False
@@ -125,9 +134,15 @@ class EventStore:
         _open_stores.add(self)
 
     # -- producer side (any thread; never blocks on the disk) --------------------------------------------------
-    def add(self, kind: str, person_id: int, frame_index: int, timestamp: float, people_count: int,
-            source: str = "", device: str = "") -> None:
-        """Queue one event; returns at once. Raises EventStoreError once the writer has failed or after close()."""
+    def add(self, kind: str, track_id: int, frame_index: int, timestamp: float, people_count: int,
+            source: str = "", device: str = "", *, run_id: str = "", reason: Optional[str] = None,
+            frame: Optional[np.ndarray] = None, zone: Optional[str] = None, direction: Optional[str] = None,
+            dwell_s: Optional[float] = None) -> None:
+        """Queue one event; returns at once. Raises EventStoreError once the writer has failed or after close().
+
+        ``track_id`` is the tracker's id in the run ``run_id``; the writer gives each (run, track) one database-wide
+        ``person_id`` (without a run, the track id is stored as the person id). ``frame``: the annotated frame, a
+        copy no one changes any more, stored as the event's snapshot by the writer thread."""
         if self._error is not None:
             raise self._error
         if self._closing:
@@ -137,8 +152,9 @@ class EventStore:
         timestamp = float(timestamp)
         if not math.isfinite(timestamp):
             raise ValueError(f"timestamp must be finite seconds since the epoch, got {timestamp}")
-        self._queue.append((kind, int(person_id), timestamp, str(source), int(frame_index), int(people_count),
-                            str(device)))
+        self._queue.append((kind, int(track_id), timestamp, str(source), int(frame_index), int(people_count),
+                            str(device), str(run_id), reason, frame, zone, direction,
+                            None if dwell_s is None else float(dwell_s)))
         if len(self._queue) >= self.batch_size:
             self._wake.set()
 
@@ -261,7 +277,8 @@ class EventStore:
 
     def _write(self, batch):
         fmt = iso_utc
-        rows = [(k, p, fmt(t), s, f, n, d) for (k, p, t, s, f, n, d) in batch]
+        rows = [(k, p, fmt(t), s, f, n, d, run, why, self._snapshot(k, p, t, run, image), zone, way, dwell)
+                for (k, p, t, s, f, n, d, run, why, image, zone, way, dwell) in batch]
         conn = self._conn
         started = time.monotonic()
         delay = 0.02
@@ -302,16 +319,25 @@ class EventStore:
             try:
                 if batches:
                     _, seen = _apply_journal(conn, batches)
-                _insert_events(conn, rows)
+                persons = _insert_events(conn, rows, self._persons)
                 conn.execute("COMMIT")
             except BaseException:
                 if not conn.getautocommit():
                     conn.execute("ROLLBACK")
                 raise
         # committed (and the journal removed on leaving the block)
+        if len(self._persons) > 100000:  # runs long past: looked up in the database again if they ever return
+            self._persons.clear()
+        self._persons.update(persons)
         self._written += len(rows)
         for batch in seen.intersection(self._kept):
             self._written += self._kept.pop(batch)
+
+    def _snapshot(self, kind, track, timestamp, run, image) -> Optional[str]:
+        if image is None:
+            return None
+        stamp = iso_utc(timestamp).replace(":", "").replace("-", "")
+        return self.snapshots.save(image, f"{stamp}-{run[:12] or 'run'}-{track}-{kind}.jpg")
 
     def _keep(self, rows, waited, busy):
         """The lock stayed held for the whole budget: append ``rows`` to the journal instead."""
@@ -362,15 +388,69 @@ class EventStore:
 
 
 class EventRecorder:
-    """Binds a source name and a device to a store; :meth:`record` is a ``Tracker`` ``on_event`` callable."""
+    """The events of one run of one camera: binds its name, the device and a new ``run_id`` to a store.
 
-    def __init__(self, store: EventStore, source: str, device: str = ""):
+    :meth:`record` is a ``Tracker`` ``on_event`` callable. Given to a :class:`~pose_fast.pipeline.Pipeline` as its
+    ``events``, it is also the last sink: :meth:`write` hands the events of each frame over with that frame, drawn,
+    as their snapshot (a copy per event, not per frame), and the pipeline names the ``reason`` of the exits it
+    forces (:meth:`ending`: the stream was lost, the run ended). Exits the tracker decides are ``left``.
+    """
+
+    #: The ``reason`` of an exit: the person left the view; the stream was lost; the run ended with them in view.
+    LEFT, STREAM_LOST, RUN_ENDED = "left", "stream lost", "run ended"
+
+    def __init__(self, store: EventStore, source: str, device: str = "", run_id: Optional[str] = None,
+                 snapshots: bool = True):
         self.store = store
         self.source = str(source)
         self.device = str(device)
+        self.run_id = run_id or uuid.uuid4().hex
+        self.snapshots = bool(snapshots) and store.snapshots.enabled
+        self._reason: Optional[str] = None  # set by ending(): the exits are forced, not seen
+        self._pending: List[tuple] = []  # this frame's events, waiting for its drawn image
+        self._sink = False  # a pipeline delivers the frames (attach()): snapshots can be taken
 
     def record(self, kind: str, track_id: int, frame_index: int, timestamp: float, people_count: int) -> None:
         """``on_event(kind, track_id, frame_index, timestamp, people_count)``: queue the event (never blocks)."""
-        self.store.add(kind, track_id, frame_index, timestamp, people_count, self.source, self.device)
+        reason = (self._reason or self.LEFT) if kind == "exit" else None
+        event = (kind, track_id, frame_index, timestamp, people_count, reason)
+        if self._sink and self.snapshots and self._reason is None:
+            self._pending.append(event)  # write() adds it with its frame
+        else:
+            self._add(event, None)
 
+    def attach(self) -> EventRecorder:
+        """Called by the pipeline this recorder is the ``events`` of: from now on :meth:`write` sees every frame."""
+        self._sink = True
+        return self
+
+    def write(self, result) -> None:
+        """Pipeline sink (after the overlay): store this frame's events with a copy of the drawn frame."""
+        if self._pending:
+            pending, self._pending = self._pending, []
+            for event in pending:
+                self._add(event, result.frame.copy() if event[2] == result.index else None)
+
+    def flush(self) -> None:
+        """Store the events still waiting for a frame, without a snapshot."""
+        pending, self._pending = self._pending, []
+        for event in pending:
+            self._add(event, None)
+
+    @contextlib.contextmanager
+    def ending(self, reason: str):
+        """``with recorder.ending(EventRecorder.STREAM_LOST): tracker.close(...)``: the exits get ``reason``."""
+        self.flush()
+        self._reason = reason
+        try:
+            yield self
+        finally:
+            self._reason = None
+
+    def _add(self, event: tuple, frame) -> None:
+        kind, track_id, frame_index, timestamp, people_count, reason = event
+        self.store.add(kind, track_id, frame_index, timestamp, people_count, self.source, self.device,
+                       run_id=self.run_id, reason=reason, frame=frame)
+
+    close = flush
     __call__ = record
