@@ -182,8 +182,7 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
                     from pose_fast.zones import ZonedTracker, ZoneOverlay, ZoneTracker
 
                     zone_tracker = ZoneTracker(extras["zones"], extras["lines"], frame_size=source.size,
-                                               on_event=None if store is None else _zone_recorder(
-                                                   store, source.spec, engine.device))
+                                               on_event=None if store is None else _zone_recorder(recorder))
                     tracker = ZonedTracker(tracker if tracker is not None else Tracker(), zone_tracker)
                     sinks.insert(0, ZoneOverlay(zone_tracker))  # first: the other sinks show the zones
                 if extras["mqtt"]:
@@ -229,12 +228,13 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
         raise SystemExit(130)  # what shells expect after Ctrl-C (128 + SIGINT), after the summary
 
 
-def _zone_recorder(store, source: str, device: str):
-    """Zone and line events into the store, like the tracker's (an on_event for :class:`ZoneTracker`)."""
+def _zone_recorder(recorder):
+    """Zone and line events into the recorder's store, in its run (the tracker's person ids): an ``on_event`` for
+    :class:`~pose_fast.zones.ZoneTracker`."""
 
     def record(kind, track_id, frame_index, timestamp, people_count, zone=None, direction=None, dwell_s=None):
-        store.add(kind, track_id, frame_index, timestamp, people_count, source, device, zone=zone,
-                  direction=direction, dwell_s=dwell_s)
+        recorder.store.add(kind, track_id, frame_index, timestamp, people_count, recorder.source, recorder.device,
+                           run_id=recorder.run_id, zone=zone, direction=direction, dwell_s=dwell_s)
 
     return record
 

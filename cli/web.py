@@ -8,6 +8,7 @@ import os
 import click
 
 from .errors import UserError
+from .integrations import mqtt_options, zone_options
 
 __all__ = ["web", "make_server", "THREADS"]
 
@@ -146,6 +147,28 @@ def _check_model(model, device: str) -> None:
         raise UserError(str(exc)) from None
 
 
+def _integrations(config_path, zones, lines, mqtt_url, mqtt_ca) -> dict:
+    """ZONES (per camera: the config file's [[cameras]] zones, the top-level ones and --zone/--line for every
+    camera without its own), MQTT_URL and MQTT_CA settings (cli/integrations.py)."""
+    from pose_fast.zones import ZoneError, zones_from_config
+
+    from .integrations import mqtt_settings, read_config, zones_for
+
+    config = read_config(config_path)
+    try:
+        found = zones_from_config(config)
+    except ZoneError as exc:
+        raise UserError(str(exc)) from None
+    found[None] = zones_for(config, None, zones, lines)
+    url, ca = mqtt_settings(config, mqtt_url, mqtt_ca)
+    out = {"ZONES": found}
+    if url:
+        out["MQTT_URL"] = url
+    if ca:
+        out["MQTT_CA"] = ca
+    return out
+
+
 @click.command("web")
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1, env POSE_FAST_HOST). Anything "
                                            "else exposes the camera to the network.")
@@ -174,8 +197,10 @@ def _check_model(model, device: str) -> None:
                    "fragments below it are drawn faintly, not counted or recorded.")
 @click.option("--threads", default=THREADS, show_default=True, type=click.IntRange(10, 1000),
               help="Server threads; each watching browser holds one (at most threads - 8 viewers).")
+@mqtt_options
+@zone_options
 def web(host, port, demo_video, camera, db, device_name, model, input_height, server, allowed_hosts, min_pose_score,
-        threads):
+        threads, mqtt_url, mqtt_ca, config_path, zones, lines):
     """Serve the live pose view, the camera/demo toggle and /detections.
 
     Open the printed URL in a browser. ?device-name=CPU|GPU|MYRIAD|AUTO picks the inference device; the page
@@ -194,6 +219,7 @@ def web(host, port, demo_video, camera, db, device_name, model, input_height, se
                        ("ALLOWED_HOSTS", allowed_hosts or None)):
         if value is not None:
             config[key] = value
+    config.update(_integrations(config_path, zones, lines, mqtt_url, mqtt_ca))
     if demo_video is not None and demo_video.strip().lower() not in NONE_VALUES:
         from pathlib import Path
 

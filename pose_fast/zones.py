@@ -122,13 +122,16 @@ def parse_line_option(text: str) -> Line:
 def _tables(config: Mapping, key: str, where: str) -> list:
     tables = config.get(key, [])
     if not isinstance(tables, list) or not all(isinstance(t, Mapping) for t in tables):
-        raise ZoneError(f"{where}{key} must be a list of tables ([[{key}]] with name and points)")
+        raise ZoneError(f"{key} must be a list of tables ([[{key}]] with name and points)")
     return tables
 
 
 def _from_tables(config: Mapping, where: str) -> Tuple[List[Zone], List[Line]]:
-    zones = [Zone(t.get("name"), t.get("points", ())) for t in _tables(config, "zones", where)]
-    lines = [Line(t.get("name"), t.get("points", ())) for t in _tables(config, "lines", where)]
+    try:
+        zones = [Zone(t.get("name"), t.get("points", ())) for t in _tables(config, "zones", where)]
+        lines = [Line(t.get("name"), t.get("points", ())) for t in _tables(config, "lines", where)]
+    except ZoneError as exc:
+        raise ZoneError(f"{where}{exc}") from None
     names = [z.name for z in zones] + [ln.name for ln in lines]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -201,13 +204,34 @@ def _signed_distance(poly: Sequence[Point], x: float, y: float) -> float:
     return d if inside else -d
 
 
-class _Occupant:
-    __slots__ = ("since", "last_seen", "frame_index")
+class _State:
+    """One person against one zone (``side`` 1 inside, -1 outside) or one line (``side`` -1 / 1, 0 unknown): the
+    side decided, and a change seen but not yet held for the settle time."""
 
-    def __init__(self, since: float, frame_index: int):
-        self.since = since
-        self.last_seen = since
-        self.frame_index = frame_index
+    __slots__ = ("side", "pending", "since_t", "since_f", "count", "entered", "last_t", "last_f")
+
+    def __init__(self):
+        self.side = 0
+        self.pending = 0
+        self.since_t = self.entered = self.last_t = 0.0
+        self.since_f = self.last_f = self.count = 0
+
+    def observe(self, raw: int, frame_index: int, timestamp: float, settle_s: float, settle_frames: int) -> bool:
+        """``raw``: the side seen now (0: within the margin, no evidence). True when the side changes now (the
+        change is stamped with ``since_t``/``since_f``, when it was first seen)."""
+        self.last_t, self.last_f = timestamp, frame_index
+        if raw == 0:
+            return False
+        if raw == self.side:
+            self.pending = 0
+            return False
+        if self.pending != raw:
+            self.pending, self.since_t, self.since_f, self.count = raw, timestamp, frame_index, 0
+        self.count += 1
+        if self.count >= settle_frames and timestamp - self.since_t >= settle_s:
+            self.side, self.pending = raw, 0
+            return True
+        return False
 
 
 class ZoneTracker:
@@ -222,23 +246,32 @@ class ZoneTracker:
     frame_size : (width, height)
         Pixels of the frames whose keypoints :meth:`update` gets (:meth:`set_frame_size` changes it).
     margin : float
-        Hysteresis band, a fraction of the frame height.
+        Hysteresis band, a fraction of the frame height: to enter a zone the anchor must be this far inside, to
+        leave it this far outside, to cross a line this far beyond it.
+    settle_s, settle_frames : float, int
+        A change (in, out, the other side of a line) counts once it has held this long and for this many frames
+        (default 0.3 s and 3 frames: an anchor that jumps for a moment, as when the hips come into view, changes
+        nothing). The event is stamped with the frame where the change was first seen. A person who goes out of view
+        (their track ends) with a change seen for ``settle_frames`` frames has made it.
     lost_s : float
         Seconds a person may go unseen (no anchor, not in the track ids) before they leave their zones.
     """
 
     def __init__(self, zones: Iterable[Zone] = (), lines: Iterable[Line] = (), on_event: Optional[Callable] = None,
-                 frame_size: Tuple[int, int] = (1, 1), margin: float = DEFAULT_MARGIN, lost_s: float = 1.0):
+                 frame_size: Tuple[int, int] = (1, 1), margin: float = DEFAULT_MARGIN, settle_s: float = 0.3,
+                 settle_frames: int = 3, lost_s: float = 1.0):
         self.zones = list(zones)
         self.lines = list(lines)
         self.on_event = on_event
         self.margin = float(margin)
+        self.settle_s = float(settle_s)
+        self.settle_frames = int(settle_frames)
         self.lost_s = float(lost_s)
         #: people inside each zone now, and line crossings so far per (line, direction)
         self.zone_counts: Dict[str, int] = {z.name: 0 for z in self.zones}
         self.line_counts: Dict[str, Dict[str, int]] = {ln.name: {"in": 0, "out": 0} for ln in self.lines}
-        self._inside: List[Dict[int, _Occupant]] = [{} for _ in self.zones]
-        self._side: List[Dict[int, Tuple[int, float]]] = [{} for _ in self.lines]  # id -> (side, last seen)
+        self._zone_state: List[Dict[int, _State]] = [{} for _ in self.zones]
+        self._line_state: List[Dict[int, _State]] = [{} for _ in self.lines]
         self._seen: Dict[int, float] = {}
         self.frame_size = (0, 0)
         self.set_frame_size(*frame_size)
@@ -266,6 +299,7 @@ class ZoneTracker:
             return
         m = self._margin_px
         count = len(track_ids) if people_count is None else people_count
+        settle_s, settle_frames = self.settle_s, self.settle_frames
         for p in range(len(track_ids)):
             tid = int(track_ids[p])
             if tid <= 0:
@@ -277,69 +311,90 @@ class ZoneTracker:
             self._seen[tid] = timestamp
             for z, poly in enumerate(self._polys):
                 d = _signed_distance(poly, x, y)
-                inside = self._inside[z]
-                occupant = inside.get(tid)
-                if occupant is None:
-                    if d >= m:
-                        inside[tid] = _Occupant(timestamp, frame_index)
-                        self.zone_counts[self.zones[z].name] += 1
-                        self._emit("zone_enter", tid, frame_index, timestamp, count, self.zones[z].name)
-                else:
-                    occupant.last_seen = timestamp
-                    occupant.frame_index = frame_index
-                    if d <= -m:
-                        self._leave(z, tid, frame_index, timestamp, count)
+                states = self._zone_state[z]
+                state = states.get(tid)
+                if state is None:
+                    state = states[tid] = _State()
+                    state.side = -1  # outside until seen inside
+                raw = 1 if d >= m else (-1 if d <= -m else 0)
+                was_in = state.side == 1
+                if state.observe(raw, frame_index, timestamp, settle_s, settle_frames):
+                    name = self.zones[z].name
+                    if state.side == 1:
+                        state.entered = state.since_t
+                        self.zone_counts[name] += 1
+                        self._emit("zone_enter", tid, state.since_f, state.since_t, count, name)
+                    elif was_in:
+                        self.zone_counts[name] -= 1
+                        self._emit("zone_exit", tid, state.since_f, state.since_t, count, name,
+                                   dwell_s=max(0.0, state.since_t - state.entered))
             for i, (ax, ay, dx, dy, length) in enumerate(self._segs):
                 t = ((x - ax) * dx + (y - ay) * dy) / (length * length)
-                sides = self._side[i]
+                states = self._line_state[i]
                 if t < 0.0 or t > 1.0:  # beyond the segment's ends: walking around it is no crossing
-                    sides.pop(tid, None)
+                    states.pop(tid, None)
                     continue
+                state = states.get(tid)
+                if state is None:
+                    state = states[tid] = _State()
                 d = (dx * (y - ay) - dy * (x - ax)) / length  # > 0: right of first -> second point
-                side = 1 if d >= m else (-1 if d <= -m else 0)
-                previous = sides.get(tid)
-                if side == 0:
-                    if previous is not None:
-                        sides[tid] = (previous[0], timestamp)
-                    continue
-                if previous is not None and previous[0] != side:
-                    direction = "in" if side > 0 else "out"
+                raw = 1 if d >= m else (-1 if d <= -m else 0)
+                before = state.side
+                if before == 0 and raw != 0:  # first sighting beyond the margin: the side it starts on
+                    state.side = raw
+                    state.last_t, state.last_f = timestamp, frame_index
+                elif state.observe(raw, frame_index, timestamp, settle_s, settle_frames):
+                    direction = "in" if state.side > 0 else "out"
                     self.line_counts[self.lines[i].name][direction] += 1
-                    self._emit("line_cross", tid, frame_index, timestamp, count, self.lines[i].name,
+                    self._emit("line_cross", tid, state.since_f, state.since_t, count, self.lines[i].name,
                                direction=direction)
-                sides[tid] = (side, timestamp)
         self._expire(frame_index, timestamp, count)
 
     def _expire(self, frame_index, timestamp, count):
+        if not self._seen:
+            return
         stale = [tid for tid, seen in self._seen.items() if timestamp - seen > self.lost_s]
         for tid in stale:
             del self._seen[tid]
-            self._forget(tid, frame_index, timestamp, count)
+            self._forget(tid, count)
 
-    def _forget(self, tid, frame_index, timestamp, count):
-        for z, inside in enumerate(self._inside):
-            occupant = inside.get(tid)
-            if occupant is not None:
-                self._leave(z, tid, occupant.frame_index, occupant.last_seen, count)
-        for sides in self._side:
-            sides.pop(tid, None)
+    def _forget(self, tid, count):
+        """``tid`` is gone. A change it showed for ``settle_frames`` frames before it went counts (a person who
+        crosses a line and walks out of the picture at once); then it leaves the zones it is in, as last seen."""
+        settled = self.settle_frames
+        for z, states in enumerate(self._zone_state):
+            state = states.pop(tid, None)
+            if state is None:
+                continue
+            name = self.zones[z].name
+            if state.pending == 1 and state.count >= settled:  # went in, and out of view before it settled
+                state.entered = state.since_t
+                self.zone_counts[name] += 1
+                self._emit("zone_enter", tid, state.since_f, state.since_t, count, name)
+                state.side = 1
+            elif state.pending == -1 and state.count >= settled and state.side == 1:
+                state.last_t, state.last_f = state.since_t, state.since_f  # left before going out of view
+            if state.side == 1:
+                self.zone_counts[name] -= 1
+                self._emit("zone_exit", tid, state.last_f, state.last_t, count, name,
+                           dwell_s=max(0.0, state.last_t - state.entered))
+        for i, states in enumerate(self._line_state):
+            state = states.pop(tid, None)
+            if state is not None and state.pending and state.side and state.count >= settled:
+                direction = "in" if state.pending > 0 else "out"
+                self.line_counts[self.lines[i].name][direction] += 1
+                self._emit("line_cross", tid, state.since_f, state.since_t, count, self.lines[i].name,
+                           direction=direction)
 
-    def _leave(self, z, tid, frame_index, timestamp, count):
-        occupant = self._inside[z].pop(tid)
-        name = self.zones[z].name
-        self.zone_counts[name] -= 1
-        self._emit("zone_exit", tid, frame_index, timestamp, count, name,
-                   dwell_s=max(0.0, timestamp - occupant.since))
-
-    def track_ended(self, track_id: int, frame_index: int, timestamp: float, count: int = 0) -> None:
-        """A track died (its ``exit`` event): it leaves every zone it was in."""
+    def track_ended(self, track_id: int, count: int = 0) -> None:
+        """A track died (its ``exit`` event): it leaves every zone it was in, as last seen."""
         self._seen.pop(int(track_id), None)
-        self._forget(int(track_id), frame_index, timestamp, count)
+        self._forget(int(track_id), count)
 
     def close(self, frame_index: int, timestamp: float) -> None:
-        """The run ends: everyone still in a zone leaves it."""
+        """The run ends: everyone still in a zone leaves it (stamped when last seen)."""
         for tid in list(self._seen):
-            self._forget(tid, frame_index, timestamp, 0)
+            self._forget(tid, 0)
         self._seen.clear()
 
     def _emit(self, kind, tid, frame_index, timestamp, count, zone, direction=None, dwell_s=None):

@@ -29,6 +29,11 @@ config key         environment                  meaning (default)
                                                ``HOST`` (comma-separated; see :mod:`pose_fast.webapp.hosts`)
 ``VIEWER_TIMEOUT`` ``POSE_FAST_VIEWER_TIMEOUT`` seconds a viewer may leave a frame untaken before it loses its slot
                                                and its connection (``5``)
+``MQTT_URL``       ``POSE_FAST_MQTT``           publish events, people counts and Home Assistant discovery to this
+                                                broker, ``mqtt://[user:pass@]host[:port][/prefix]`` (none)
+``MQTT_CA``                                     CA file for an ``mqtts://`` broker (the system's)
+``ZONES``                                       zones and lines per camera, ``{name or None: (zones, lines)}``
+                                                (:func:`pose_fast.zones.zones_from_config`; none)
 =================  ===========================  ====================================================================
 """
 from __future__ import annotations
@@ -76,6 +81,7 @@ _ENV = {
     "MIN_POSE_SCORE": "POSE_FAST_MIN_POSE_SCORE",
     "ALLOWED_HOSTS": "POSE_FAST_ALLOWED_HOSTS",
     "VIEWER_TIMEOUT": "POSE_FAST_VIEWER_TIMEOUT",
+    "MQTT_URL": "POSE_FAST_MQTT",
 }
 #: Values that switch a setting (the camera, the demo video) off.
 NONE_VALUES = ("", "none", "off", "no", "false", "-1")
@@ -108,6 +114,9 @@ def _defaults() -> dict:
         "MIN_POSE_SCORE": MIN_POSE_SCORE,
         "ALLOWED_HOSTS": (),
         "VIEWER_TIMEOUT": 5.0,
+        "MQTT_URL": None,
+        "MQTT_CA": None,
+        "ZONES": {},
     }
 
 
@@ -189,7 +198,7 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     :class:`pose_fast.webapp.streams.StreamManager`); ``app.extensions["pose_fast_streams"].close()`` stops them
     (done at interpreter exit too).
     """
-    from . import detections, openapi, views
+    from . import detections, metrics, openapi, views
     from .hosts import install_host_check
     from .responses import register_error_handlers
     from .streams import StreamManager
@@ -205,6 +214,17 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
         server=app.config["SERVER"], max_viewers=app.config["MAX_VIEWERS"],
         min_pose_score=app.config["MIN_POSE_SCORE"], viewer_timeout=app.config["VIEWER_TIMEOUT"])
     app.extensions["pose_fast_streams"] = manager
+    from pose_fast.integrations.mqtt import MqttError
+
+    from .integrations import WebIntegrations
+
+    try:  # metrics always; zones, MQTT when configured (the publisher starts now: a refused login is an error)
+        manager.integrations = WebIntegrations(app.config["DATABASE"] or None, manager.source_names(),
+                                               zones=app.config["ZONES"], mqtt_url=app.config["MQTT_URL"] or None,
+                                               mqtt_ca=app.config["MQTT_CA"])
+    except MqttError as exc:
+        raise ConfigError(str(exc)) from None
+    app.extensions["pose_fast_metrics"] = manager.integrations.metrics
     ref = weakref.ref(manager)
     atexit.register(lambda: ref() is not None and ref().close(timeout=5))
     register_error_handlers(app)
@@ -213,4 +233,5 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     app.register_blueprint(views.page_bp)
     app.register_blueprint(views.streams_bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(metrics.bp)
     return app

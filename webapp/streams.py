@@ -110,6 +110,7 @@ class StreamManager:
         self._probe_lock = threading.Lock()
         self.started = 0  # streams started (for tests and the benchmark)
         self._closed = False
+        self.integrations = None  # webapp.integrations.WebIntegrations, set by create_app
 
     # -- what this server offers -------------------------------------------------------------------------------
     @property
@@ -222,9 +223,21 @@ class StreamManager:
 
         recorder = self._recorder(stream, source)
         tracker = Tracker(on_event=recorder)
+        sinks = [stream.broadcaster]
+        if self.integrations is not None:  # zones, metrics, MQTT people counts (webapp/integrations.py)
+            tracker, sinks = self.integrations.wrap(stream, source, tracker, sinks, getattr(recorder, "recorder", None))
         people = PersonFilter(MIN_POSE_SCORE if self.min_pose_score is None else self.min_pose_score)
-        return Pipeline(source, engine, tracker=tracker, sinks=[stream.broadcaster], mode="latency", loop=True,
+        return Pipeline(source, engine, tracker=tracker, sinks=sinks, mode="latency", loop=True,
                         person_filter=people)
+
+    def source_names(self) -> Dict[str, str]:
+        """Each configured source -> the name its events are stored under."""
+        names = {}
+        if self.camera is not None:
+            names["camera"] = f"camera {self.camera}"
+        if self.demo_video is not None:
+            names["demo"] = self.demo_video.name
+        return names
 
     def _recorder(self, stream: Stream, source):
         if not self.database:
@@ -250,6 +263,7 @@ class StreamManager:
             except EventStoreError as exc:  # a full disk must not stop the live view
                 self._store_error = first_line(exc)
 
+        record.recorder = recorder  # for the zone events (webapp/integrations.py)
         return record
 
     @property
@@ -421,6 +435,8 @@ class StreamManager:
                 store.close()
             except EventStoreError as exc:  # e.g. kept in the journal for the next start: say so, no traceback
                 log.warning("events: %s", first_line(exc))
+        if self.integrations is not None:  # after the store's last commit: MQTT publishes it
+            self.integrations.close()
 
     def reopen(self) -> None:
         """Accept viewers again after :meth:`close` (tests)."""
