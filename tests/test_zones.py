@@ -139,3 +139,18 @@ def test_an_anchor_that_jumps_out_for_a_moment_changes_nothing():
     for i in range(30):  # inside (y=50), except frames 5, 6 and 20, 21 (y=150: hips came into view, say)
         zt.update(np.array([3]), person_at(200, 150 if i in (5, 6, 20, 21) else 50)[None], i, i * 0.1)
     assert events == ["zone_enter"] and zt.zone_counts == {"top": 1}
+
+
+def test_crossing_a_line_and_leaving_the_picture_at_once_counts():
+    events = []
+    zt = ZoneTracker([], [parse_line_option("door=0.75,0 0.75,1")], frame_size=(400, 200), lost_s=0.5,
+                     on_event=lambda *a, **k: events.append((a[0], k["direction"])))
+    run(zt, [200, 220, 240, 260, 280, 310, 320])  # 2 frames past the line (x=300, margin 6 px), then gone
+    zt.update(np.zeros(0, np.int64), np.zeros((0, 18, 3), np.float32), 20, 2.0)
+    assert events == [] and zt.line_counts["door"]["out"] == 0  # 2 frames beyond are not enough
+    zt2 = ZoneTracker([], [parse_line_option("door=0.75,0 0.75,1")], frame_size=(400, 200), lost_s=0.5,
+                      on_event=lambda *a, **k: events.append((a[0], k["direction"])))
+    run(zt2, [200, 240, 280, 310, 320, 330])  # 3 frames beyond (0.2 s, less than settle_s), then out of view
+    assert events == []
+    zt2.update(np.zeros(0, np.int64), np.zeros((0, 18, 3), np.float32), 20, 2.0)
+    assert events == [("line_cross", "out")]
