@@ -119,7 +119,7 @@ def discovery_configs(url: MqttUrl, cameras: Mapping[str, Sequence[str]],
     out = []
     for camera, zones in cameras.items():
         cam = topic_name(camera)
-        node = f"pose_fast_{base}_{cam}"
+        node = f"pose_fast_{cam}" if base == "pose_fast" else f"pose_fast_{base}_{cam}"
         device = {"identifiers": [node], "name": f"pose_fast {camera}", "manufacturer": "pose_fast",
                   "model": "camera people monitor", "sw_version": __version__}
         common = {"availability_topic": f"{url.prefix}/availability", "payload_available": "online",
