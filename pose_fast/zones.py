@@ -412,8 +412,8 @@ class ZonedTracker:
         self.tracker = tracker
         self.zones = zone_tracker
 
-    def update(self, poses, frame_index: int, timestamp: float):
-        ids = self.tracker.update(poses, frame_index, timestamp)
+    def update(self, poses, frame_index: int, timestamp: float, **kwargs):
+        ids = self.tracker.update(poses, frame_index, timestamp, **kwargs)  # e.g. media_time, passed on
         self.zones.update(ids, poses.keypoints, frame_index, timestamp)
         return ids
 

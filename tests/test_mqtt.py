@@ -268,3 +268,30 @@ def test_refused_credentials_are_one_line(env, video_path, tmp_path):
         out, err = good.communicate(timeout=120)
         assert good.returncode == 0, err
         assert "refused" not in err
+
+
+@needs_broker
+def test_web_app_announces_its_cameras_and_zones(web_config, tmp_path):
+    from support import running_server
+
+    from pose_fast.webapp import ConfigError, create_app
+    from pose_fast.zones import parse_line_option, parse_zone_option
+
+    zones = {"demo": ([parse_zone_option("till=0.1,0.1 0.5,0.1 0.5,0.9")], [parse_line_option("sill=0,0.5 1,0.5")])}
+    with Mosquitto(tmp_path) as broker:
+        sub = Subscriber(broker.port)
+        try:
+            app = create_app(web_config(MQTT_URL=broker.url + "/shop", ZONES=zones))
+            with running_server(app):
+                assert wait_for(lambda: len([t for t, _, _ in sub.messages if t.startswith("homeassistant/")]) >= 3,
+                                10)
+                configs = {t: json.loads(p) for t, p, _ in sub.messages if t.startswith("homeassistant/")}
+                assert {c["state_topic"] for c in configs.values()} == {  # camera 99: configured, never opens
+                    "shop/demo/people", "shop/demo/zones/till/people", "shop/camera/people"}
+                assert sub.topic("shop/availability") == ["online"]
+            assert wait_for(lambda: sub.topic("shop/availability")[-1:] == ["offline"], 10)  # on close
+        finally:
+            sub.close()
+    with Mosquitto(tmp_path, users={"cam": "right"}) as broker:
+        with pytest.raises(ConfigError, match="refused"):
+            create_app(web_config(MQTT_URL=f"mqtt://cam:wrong@127.0.0.1:{broker.port}"))

@@ -74,7 +74,8 @@ class WebIntegrations:
 
 
 def _zone_recorder(recorder):
-    if recorder is None:
+    """Zone events into the store of ``recorder`` (an :class:`~pose_fast.events.EventRecorder`), in its run."""
+    if getattr(recorder, "store", None) is None:
         return None
 
     def record(kind, track_id, frame_index, timestamp, people_count, zone=None, direction=None, dwell_s=None):

@@ -225,7 +225,8 @@ class StreamManager:
         tracker = Tracker(on_event=recorder)
         sinks = [stream.broadcaster]
         if self.integrations is not None:  # zones, metrics, MQTT people counts (webapp/integrations.py)
-            tracker, sinks = self.integrations.wrap(stream, source, tracker, sinks, getattr(recorder, "recorder", None))
+            recorder_object = getattr(recorder, "recorder", recorder)  # the EventRecorder, for the zone events
+            tracker, sinks = self.integrations.wrap(stream, source, tracker, sinks, recorder_object)
         people = PersonFilter(MIN_POSE_SCORE if self.min_pose_score is None else self.min_pose_score)
         return Pipeline(source, engine, tracker=tracker, sinks=sinks, mode="latency", loop=True,
                         person_filter=people)
