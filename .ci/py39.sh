@@ -41,7 +41,7 @@ TEST_FILES=(tests/test_compat.py tests/test_api.py tests/test_engine.py tests/te
             tests/test_people.py
             tests/test_pipeline.py tests/test_demo_cli.py tests/test_frames.py tests/test_render.py
             tests/test_events.py tests/test_tracking.py tests/test_create_db.py tests/test_detections_api.py
-            tests/test_webapp.py tests/test_web_server.py)
+            tests/test_webapp.py tests/test_web_server.py tests/test_zones.py tests/test_mqtt.py tests/test_metrics.py)
 MARKERS="not browser and not remote"
 # The decoder's peer comparison needs openvino-model-api, which requires openvino>=2024: it runs in the main job.
 DESELECT="not peer"

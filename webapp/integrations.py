@@ -41,6 +41,9 @@ class WebIntegrations:
             self.publisher = MqttPublisher(mqtt_url, database, ca=mqtt_ca, cameras={
                 src: (name, [z.name for z in self.zones_of(name)[0]]) for name, src in self.cameras.items()})
             self.publisher.start()
+            if not self.publisher.connected.is_set():
+                log.warning("the MQTT broker %s is not reachable; retrying in the background (events wait in the "
+                            "database and are published when it is back)", self.publisher.url)
             self.metrics.add_mqtt(self.publisher)
 
     def zones_of(self, camera: str):

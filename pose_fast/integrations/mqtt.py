@@ -218,7 +218,8 @@ class MqttPublisher:
     # -- life cycle ----------------------------------------------------------------------------------------------
     def start(self) -> MqttPublisher:
         """Connect (in the background) and start publishing. Raises :class:`MqttError` when the broker refuses
-        the credentials; a broker that cannot be reached is a warning (logged), retried with backoff."""
+        the credentials; a broker that cannot be reached within ``connect_timeout`` leaves :attr:`connected`
+        unset (tell the user) and is retried with backoff."""
         self._open_db()
         client = self._client = _make_client(self.client_id)
         if self.url.username is not None:
@@ -249,10 +250,7 @@ class MqttPublisher:
             self._shutdown_client()
             raise MqttError(f"the MQTT broker {self.url} refused the connection: {self.error}; check the user name "
                             f"and password in the URL")
-        if not self.connected.is_set():
-            log.warning("the MQTT broker %s is not reachable yet; retrying with backoff (events wait in the "
-                        "database)", self.url)
-        return self
+        return self  # not connected yet (self.connected): the caller says so; paho retries with backoff
 
     def close(self, timeout: float = 5.0) -> None:
         """Publish what the broker accepts within ``timeout`` seconds (every event committed before this call),
@@ -373,10 +371,7 @@ class MqttPublisher:
             if draining:
                 if (self.high_water >= self._max_id and not self._people_dirty) or \
                         time.monotonic() >= self._draining_until:
-                    if self.high_water < self._max_id:
-                        log.warning("MQTT: %d events not acknowledged by %s at exit; they are published at the "
-                                    "next start", self._max_id - self.high_water, self.url)
-                    return
+                    return  # what is left (outbox_depth) goes at the next start: the caller says so
                 self._wake.wait(0.01)
             else:
                 self._wake.wait(self.poll)
