@@ -167,14 +167,14 @@ _LINE = (255, 128, 0)   # lines in blue
 
 
 def draw_zones(frame: np.ndarray, polygons, segments, zones, lines, zone_counts, line_counts) -> np.ndarray:
-    """Draw zones (polygons in pixels) and lines (``(ax, ay, dx, dy, length)`` in pixels) on ``frame`` in place,
-    each with its name and live count: people inside a zone, ``in``/``out`` crossings of a line. See
-    :mod:`pose_fast.zones` (:class:`~pose_fast.zones.ZoneOverlay` calls this)."""
+    """Draw zones (polygons in pixels, int32 arrays of shape (N, 1, 2)) and lines (``(ax, ay, dx, dy, length)``
+    in pixels) on ``frame`` in place, each with its name and live count: people inside a zone, ``in``/``out``
+    crossings of a line. See :mod:`pose_fast.zones` (:class:`~pose_fast.zones.ZoneOverlay` calls this)."""
     height = frame.shape[0]
     thick = max(1, int(round(2 * height / 720.0)))
     font = max(0.4, 0.6 * height / 720.0)
     for poly, zone in zip(polygons, zones):
-        pts = np.array(poly, np.int32).reshape(-1, 1, 2)
+        pts = np.asarray(poly, np.int32).reshape(-1, 1, 2)  # no copy for the arrays ZoneTracker keeps
         cv2.polylines(frame, [pts], True, _ZONE, thick, cv2.LINE_AA)
         x, y = int(pts[:, 0, 0].min()), int(pts[:, 0, 1].min())
         _tag(frame, f"{zone.name}: {zone_counts.get(zone.name, 0)}", x, y, font, thick, _ZONE)

@@ -286,6 +286,9 @@ class ZoneTracker:
             return
         self.frame_size = (width, height)
         self._polys = [tuple((x * width, y * height) for x, y in z.points) for z in self.zones]
+        import numpy as np
+
+        self._poly_px = [np.round(np.array(p, np.float64)).astype(np.int32).reshape(-1, 1, 2) for p in self._polys]
         self._segs = []
         for ln in self.lines:
             (ax, ay), (bx, by) = ((x * width, y * height) for x, y in ln.points)
@@ -441,7 +444,7 @@ class ZoneOverlay:
             zt.set_frame_size(frame.shape[1], frame.shape[0])
         from .render import draw_zones
 
-        draw_zones(frame, zt._polys, zt._segs, zt.zones, zt.lines, zt.zone_counts, zt.line_counts)
+        draw_zones(frame, zt._poly_px, zt._segs, zt.zones, zt.lines, zt.zone_counts, zt.line_counts)
 
     def close(self) -> None:
         pass
