@@ -76,7 +76,7 @@ class Mosquitto:
     anonymous access off (a password file made with ``mosquitto_passwd``); ``persistence`` keeps sessions and
     queued messages across restarts. Use as a context manager (stopped on leaving)."""
 
-    def __init__(self, folder, users=None, persistence: bool = False, port: int = 0):
+    def __init__(self, folder, users=None, persistence: bool = False, port: int = 0, tls: bool = False):
         self.folder = str(folder)
         self.port = port or free_port()
         self.url = f"mqtt://127.0.0.1:{self.port}"
@@ -100,9 +100,27 @@ class Mosquitto:
             lines += ["persistence true", f"persistence_location {self.folder}/", "autosave_interval 0"]
         else:
             lines.append("persistence false")
+        if tls:  # a second listener, mqtts:// on tls_port, with a certificate for 127.0.0.1 from a new CA (self.ca)
+            self.tls_port = free_port()
+            self.ca = self._certificates()
+            lines += [f"listener {self.tls_port} 127.0.0.1", f"cafile {self.ca}",
+                      f"certfile {self.folder}/server.crt", f"keyfile {self.folder}/server.key"]
         self.config = os.path.join(self.folder, "mosquitto.conf")
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n")
+
+    def _certificates(self) -> str:
+        d = self.folder
+        with open(f"{d}/san.ext", "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1\n")
+        for args in (["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.crt",
+                      "-days", "2", "-subj", "/CN=pose_fast test CA"],
+                     ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{d}/server.key", "-out", f"{d}/server.csr",
+                      "-subj", "/CN=127.0.0.1"],
+                     ["x509", "-req", "-in", f"{d}/server.csr", "-CA", f"{d}/ca.crt", "-CAkey", f"{d}/ca.key",
+                      "-CAcreateserial", "-out", f"{d}/server.crt", "-days", "2", "-extfile", f"{d}/san.ext"]):
+            subprocess.run(["openssl", *args], check=True, timeout=30, capture_output=True)
+        return f"{d}/ca.crt"
 
     def start(self, timeout: float = 10.0) -> Mosquitto:
         self.log = open(os.path.join(self.folder, "mosquitto.log"), "ab")

@@ -295,3 +295,26 @@ def test_web_app_announces_its_cameras_and_zones(web_config, tmp_path):
     with Mosquitto(tmp_path, users={"cam": "right"}) as broker:
         with pytest.raises(ConfigError, match="refused"):
             create_app(web_config(MQTT_URL=f"mqtt://cam:wrong@127.0.0.1:{broker.port}"))
+
+
+@needs_broker
+def test_mqtts_with_the_brokers_ca(env, video_path, tmp_path):
+    db = tmp_path / "events.sqlite3"
+    with Mosquitto(tmp_path, tls=True) as broker:
+        url = f"mqtts://127.0.0.1:{broker.tls_port}/tls"
+        untrusted = demo(["-i", str(video_path("store-aisle")), "--limit", "2", "--db", str(db), "--mqtt", url], env)
+        out, err = untrusted.communicate(timeout=120)
+        assert untrusted.returncode == 2 and "not trusted" in err and "--mqtt-ca" in err, err
+        assert err.strip().count("\n") == 0, err
+        sub = Subscriber(broker.port)  # the plain listener
+        try:
+            proc = demo(["-i", str(video_path("people-walking")), "--db", str(db), "--mqtt", url, "--mqtt-ca",
+                         broker.ca], env)
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+            stored = stored_events(db)
+            assert stored
+            assert wait_for(lambda: len(first_occurrences(sub.events("tls"))) >= len(stored), 10)
+            assert first_occurrences(sub.events("tls")) == stored
+        finally:
+            sub.close()

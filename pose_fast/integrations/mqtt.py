@@ -229,6 +229,7 @@ class MqttPublisher:
                 client.tls_set(ca_certs=str(self.ca) if self.ca else None, cert_reqs=ssl.CERT_REQUIRED)
             except (OSError, ssl.SSLError, ValueError) as exc:
                 raise MqttError(f"cannot use the CA file {self.ca} for {self.url}: {exc}") from None
+            self._check_tls()
         client.will_set(f"{self.url.prefix}/availability", "offline", qos=1, retain=True)
         client.max_inflight_messages_set(20)  # paho acknowledges fastest with few in flight (17k/s; 5k/s at 1000)
         client.max_queued_messages_set(0)
@@ -251,6 +252,26 @@ class MqttPublisher:
             raise MqttError(f"the MQTT broker {self.url} refused the connection: {self.error}; check the user name "
                             f"and password in the URL")
         return self  # not connected yet (self.connected): the caller says so; paho retries with backoff
+
+    def _check_tls(self) -> None:
+        """One TLS handshake now, so that a certificate the CA does not vouch for is an error at start (paho would
+        only retry, silently); a broker that is down is left to the retries."""
+        import socket
+
+        context = ssl.create_default_context(cafile=str(self.ca) if self.ca else None)
+        try:
+            with socket.create_connection((self.url.host, self.url.port), timeout=self.connect_timeout) as raw:
+                with context.wrap_socket(raw, server_hostname=self.url.host):
+                    pass
+        except ssl.SSLCertVerificationError as exc:
+            hint = "check --mqtt-ca" if self.ca else "give its CA certificate with --mqtt-ca"
+            raise MqttError(f"the MQTT broker {self.url} has a certificate that is not trusted "
+                            f"({exc.verify_message}): {hint}") from None
+        except ssl.SSLError as exc:
+            raise MqttError(f"no TLS connection to the MQTT broker {self.url} ({exc.reason or exc}); is it an "
+                            f"mqtts:// port?") from None
+        except OSError:
+            pass  # down or unreachable: retried with backoff like a plain broker
 
     def close(self, timeout: float = 5.0) -> None:
         """Publish what the broker accepts within ``timeout`` seconds (every event committed before this call),
