@@ -154,3 +154,27 @@ def test_crossing_a_line_and_leaving_the_picture_at_once_counts():
     assert events == []
     zt2.update(np.zeros(0, np.int64), np.zeros((0, 18, 3), np.float32), 20, 2.0)
     assert events == [("line_cross", "out")]
+
+
+def test_the_overlay_draws_zones_and_lines_with_their_live_counts():
+    from pose_fast.zones import ZoneOverlay
+
+    zt = ZoneTracker([parse_zone_option("till=0.1,0.2 0.5,0.2 0.5,0.8 0.1,0.8")],
+                     [parse_line_option("sill=0.7,0.1 0.7,0.9")], frame_size=(400, 200))
+
+    class Result:
+        frame = np.zeros((200, 400, 3), np.uint8)
+
+    def drawn():
+        result = Result()
+        result.frame = np.zeros((200, 400, 3), np.uint8)
+        ZoneOverlay(zt).write(result)
+        return result.frame
+
+    empty = drawn()
+    assert not empty[100, 45:195].any()  # inside the zone: nothing drawn
+    assert empty[120, 38:42].any() and empty[120, 198:202].any()  # its left and right edges (x = 40, 200)
+    assert empty[120, 278:282].any()  # the line (x = 280)
+    zt.zone_counts["till"] = 2
+    zt.line_counts["sill"]["out"] = 1
+    assert (drawn() != empty).any()  # the counts are part of the picture
