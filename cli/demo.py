@@ -248,7 +248,10 @@ def _serve_metrics(port, camera, get_pipe, zone_tracker, store, source, publishe
 
     def stats():
         pipe = get_pipe()
-        return {} if pipe is None else {"dropped": pipe.dropped, "engine_dropped": pipe.engine_dropped}
+        if pipe is None:
+            return {}
+        return {"dropped": pipe.dropped, "engine_dropped": pipe.engine_dropped,
+                "reconnects": getattr(pipe.source, "reconnects", 0)}  # a supervised source counts its reopenings
 
     metrics.add_camera(camera, stats, zone_tracker)
     if store is not None:
