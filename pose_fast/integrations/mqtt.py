@@ -195,6 +195,7 @@ class MqttPublisher:
         self.error: Optional[str] = None  # the broker's refusal, once it happened
         self.high_water = 0
         self._max_id = 0
+        self._max_at = 0.0
         self._people: Dict[str, int] = {}
         self._people_dirty: Dict[str, int] = {}
         self._people_lock = threading.Lock()
@@ -358,8 +359,10 @@ class MqttPublisher:
         self.connected.clear()
 
     def _on_publish(self, client, userdata, mid, *args):
-        self._acks.append(mid)
-        self._wake.set()
+        acks = self._acks
+        acks.append(mid)
+        if len(acks) >= 256 or self._draining_until:  # else the next poll takes them: a wake per ack is costly
+            self._wake.set()
 
     # -- the publisher thread ----------------------------------------------------------------------------------------
     def _open_db(self):
@@ -408,10 +411,14 @@ class MqttPublisher:
                 self._announce.clear()
                 self._publish_announcements(client)
             self._publish_people(client)
-        if len(self._pending) < self.window:
-            self._publish_events(client)
-        newest = self._conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchall()[0][0]
-        self._max_id = max(int(newest), self._next_id)
+        handed = 0
+        if len(self._pending) <= self.window // 2:  # refill in batches: one query per half window
+            handed = self._publish_events(client)
+        now = time.monotonic()
+        if handed or draining or now - self._max_at >= 0.5:  # the newest id, for outbox_depth
+            newest = self._conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchall()[0][0]
+            self._max_id = max(int(newest), self._next_id)
+            self._max_at = now
         self._save_mark(force=draining)
 
     def _take_acks(self):
@@ -446,12 +453,14 @@ class MqttPublisher:
         for topic, count in dirty.items():
             client.publish(topic, str(int(count)), qos=1, retain=True)
 
-    def _publish_events(self, client):
+    def _publish_events(self, client) -> int:
+        """Hand the next stored events to paho (as many as the window has room for); how many."""
         room = self.window - len(self._pending)
         cur = self._conn.execute("SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", (self._next_id, room))
         names = None
         prefix = self.url.prefix
         topics: Dict[str, str] = {}
+        handed = 0
         for row in cur:
             if names is None:
                 names = [d[0] for d in cur.getdescription()]
@@ -466,6 +475,8 @@ class MqttPublisher:
             self._event_mids[info.mid] = event["id"]
             self._next_id = event["id"]
             self.sent += 1
+            handed += 1
+        return handed
 
     def _save_mark(self, force: bool = False):
         if self.high_water == self._saved_mark or self._conn is None:
