@@ -250,6 +250,12 @@ class MqttPublisher:
             time.sleep(0.02)
         if self._refused.is_set():
             self._shutdown_client()
+            self._draining_until = time.monotonic()  # the thread ends at once
+            self._wake.set()
+            self._thread.join(2)
+            self._thread = None
+            self._conn.close()
+            self._conn = None
             raise MqttError(f"the MQTT broker {self.url} refused the connection: {self.error}; check the user name "
                             f"and password in the URL")
         return self  # not connected yet (self.connected): the caller says so; paho retries with backoff
@@ -285,6 +291,7 @@ class MqttPublisher:
         self._thread = None
         self._shutdown_client(offline=True)
         if self._conn is not None:
+            self._take_acks()  # those that came while saying offline
             self._save_mark(force=True)
             self._conn.close()
             self._conn = None
