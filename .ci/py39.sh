@@ -18,7 +18,8 @@ ROOT="$(pwd)"
 # first with cp39 wheels; numba < 0.56 imports pkg_resources, gone from current setuptools; opencv-python 4.5.4.60
 # is the first with CAP_PROP_OPEN/READ_TIMEOUT_MSEC; Flask < 2.3.3 breaks with Werkzeug 3 and 2.3.3 needs
 # click >= 8.1.3; apsw 3.40 added Connection.execute; waitress 2.1.1 fixes CVE-2022-24761; platformdirs 2.6 is the oldest
-# tested (its user_cache_dir/user_data_dir are older).
+# tested (its user_cache_dir/user_data_dir are older); paho-mqtt 1.6.1 is the last 1.x (sdist only, hence --no-binary
+# below; 2.x changed the callback API, both are supported); prometheus-client 0.16 is the oldest tested.
 OPENVINO_PIN="openvino==2022.3.2"
 OLDEST_PINS=(
     "numpy==1.19.3"
@@ -31,6 +32,8 @@ OLDEST_PINS=(
     "platformdirs==2.6.0"
     "tomli==1.1.0"
     "scipy==1.7.0"
+    "paho-mqtt==1.6.1"
+    "prometheus-client==0.16.0"
 )
 TEST_DEPS=("pytest>=7" "pytest-benchmark>=4" "hypothesis>=6" "requests>=2.25")  # pytest-benchmark: addopts has --benchmark-disable
 BUILD_DEPS=("setuptools>=61" "wheel" "Cython>=3.0")
@@ -40,7 +43,8 @@ TEST_FILES=(tests/test_compat.py tests/test_api.py tests/test_engine.py tests/te
             tests/test_people.py
             tests/test_pipeline.py tests/test_demo_cli.py tests/test_frames.py tests/test_render.py
             tests/test_events.py tests/test_tracking.py tests/test_create_db.py tests/test_detections_api.py
-            tests/test_webapp.py tests/test_web_server.py tests/test_watchdog.py tests/test_cameras.py)
+            tests/test_webapp.py tests/test_web_server.py tests/test_watchdog.py tests/test_cameras.py
+            tests/test_zones.py tests/test_mqtt.py tests/test_metrics.py)
 MARKERS="not browser and not remote and not soak"
 # The decoder's peer comparison needs openvino-model-api, which requires openvino>=2024: it runs in the main job.
 DESELECT="not peer"
@@ -123,7 +127,7 @@ else
     log "creating environment $VENV"
     rm -rf "$VENV"
     "$PY39" -m venv "$VENV"
-    pip_quiet install --only-binary=:all: "$OPENVINO_PIN" "${OLDEST_PINS[@]}" "${TEST_DEPS[@]}" "${BUILD_DEPS[@]}"
+    pip_quiet install --only-binary=:all: --no-binary=paho-mqtt "$OPENVINO_PIN" "${OLDEST_PINS[@]}" "${TEST_DEPS[@]}" "${BUILD_DEPS[@]}"
     touch "$VENV/.complete"
     # Environments for older keys are dead weight now.
     find "$CACHE_ROOT" -maxdepth 1 -name 'py39-*' ! -name "py39-$KEY" -exec rm -rf {} + 2>/dev/null || true

@@ -26,7 +26,7 @@ $SUDO apt-get update -qq
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     build-essential libgl1 libglib2.0-0 xvfb x11-apps imagemagick xdotool chromium chromium-driver python3-venv \
     gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
-    gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav >/dev/null
+    gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav mosquitto >/dev/null
 if [ "$KIND" = externally-managed ]; then
     [ -x .venv/bin/python ] || "$PY" -m venv .venv
     touch .venv/.pose-fast-setup  # .ci/env activates only the .venv made here

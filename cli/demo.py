@@ -14,6 +14,7 @@ from pose_fast.people import MIN_KEYPOINTS, MIN_POSE_SCORE, PersonFilter
 from pose_fast.supervisor import DEFAULT_STALL_TIMEOUT
 
 from .errors import UserError
+from .integrations import mqtt_options, zone_options
 
 __all__ = ["demo"]
 
@@ -102,9 +103,13 @@ def _has_display() -> bool:
               help="Skip inference while nobody is in view and nothing moves (the overlay says 'idle: no motion'; "
                    "still once a second). Default: on for cameras and streams, off for files; --motion-gate also "
                    "gates a file played --realtime.")
+@mqtt_options
+@zone_options
+@click.option("--metrics-port", default=None, type=click.IntRange(0, 65535),
+              help="Serve Prometheus metrics on http://127.0.0.1:N/metrics while running.")
 def demo(device_name, video_url, precision, model, input_height, mode, output, json_path, no_show, loop, limit,
          db, no_db, server, min_pose_score, requests, realtime, keep_fragments, stride, reconnect, stall_timeout,
-         motion_gate):
+         motion_gate, mqtt_url, mqtt_ca, config_path, zones, lines, metrics_port):
     """Show poses over a camera, a video file or a stream.
 
     In the window, q or Esc quits and space pauses. At the end a summary gives frames, mean FPS and per-stage
@@ -117,6 +122,7 @@ def demo(device_name, video_url, precision, model, input_height, mode, output, j
         raise UserError("--db and --no-db contradict each other: give one")
     if stride < 1:
         raise UserError(f"--stride must be 1 or more (infer on every Nth frame), got {stride}")
+    extras = _integrations(config_path, zones, lines, mqtt_url, mqtt_ca, metrics_port, no_db)
     if not no_show and not _has_display():
         click.echo("note: no display (DISPLAY is not set), so no window: running headless; add --output or --json "
                    "to keep the results", err=True)
@@ -135,17 +141,40 @@ def demo(device_name, video_url, precision, model, input_height, mode, output, j
         if mode is None:
             mode = "latency" if source.live else "throughput"
         _run(source, device_name, precision, model, input_height, mode, output, json_path, no_show, loop, limit,
-             db, no_db, server, PersonFilter(min_pose_score), keep_fragments, requests, motion_gate)
+             db, no_db, server, PersonFilter(min_pose_score), keep_fragments, requests, extras, motion_gate)
+
+
+def _integrations(config_path, zones, lines, mqtt_url, mqtt_ca, metrics_port, no_db) -> dict:
+    """Zones, lines, MQTT and metrics settings, checked before anything opens (see cli/integrations.py)."""
+    from .integrations import mqtt_settings, read_config, zones_for
+
+    config = read_config(config_path)
+    zone_list, line_list = zones_for(config, None, zones, lines)
+    url, ca = mqtt_settings(config, mqtt_url, mqtt_ca)
+    if url and no_db:
+        raise UserError("--mqtt publishes from the events database: leave out --no-db")
+    if url:
+        from pose_fast.integrations.mqtt import MqttError, parse_mqtt_url
+
+        try:
+            parse_mqtt_url(url)
+        except MqttError as exc:
+            raise UserError(str(exc)) from None
+    return {"zones": zone_list, "lines": line_list, "mqtt": url, "mqtt_ca": ca, "metrics_port": metrics_port}
 
 
 def _run(source, device_name, precision, model, input_height, mode, output, json_path, no_show, loop, limit, db,
-         no_db, server, person_filter, keep_fragments, requests, motion_gate=None):
+         no_db, server, person_filter, keep_fragments, requests, extras=None, motion_gate=None):
     from pose_fast.engines import open_engine
     from pose_fast.events import EventRecorder, EventStore, exit_on_sigterm, resolve_db_path
     from pose_fast.pipeline import Pipeline
     from pose_fast.sinks import JsonlSink, VideoSink, WindowSink
     from pose_fast.tracking import Tracker
 
+    from .integrations import camera_name, close_mqtt, start_mqtt
+
+    extras = extras or {"zones": [], "lines": [], "mqtt": None, "metrics_port": None}
+    camera = camera_name(source.spec)
     expected = (OSError, PoseFastError, ValueError)  # ValueError: the engine's frame checks, a tracker parameter
     failures: list = []  # reported as one line (the first), after the summary
     pipe = interrupted = store = None
@@ -166,7 +195,9 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
                     sinks.append(stack.enter_context(VideoSink(output, fps=source.fps)))
                 if not no_show:
                     sinks.append(stack.enter_context(WindowSink(f"pose_fast: {source.spec}")))
-                tracker = None
+                tracker = zone_tracker = publisher = None
+                mqtt_holder: list = []
+                stack.callback(close_mqtt, mqtt_holder)  # after the store's final commit (the stack unwinds LIFO)
                 if not no_db:
                     store = EventStore(resolve_db_path(db))
                     store.snapshots.log_failure = False  # said after the summary, unless a worse error is
@@ -175,6 +206,24 @@ def _run(source, device_name, precision, model, input_height, mode, output, json
                     tracker = Tracker(on_event=recorder.record)
                 else:
                     recorder = None
+                if extras["zones"] or extras["lines"]:
+                    from pose_fast.zones import ZonedTracker, ZoneOverlay, ZoneTracker
+
+                    zone_tracker = ZoneTracker(extras["zones"], extras["lines"], frame_size=source.size,
+                                               on_event=None if recorder is None else recorder.record_zone)
+                    tracker = ZonedTracker(tracker if tracker is not None else Tracker(), zone_tracker)
+                    sinks.insert(0, ZoneOverlay(zone_tracker))  # first: the other sinks show the zones
+                if extras["mqtt"]:
+                    zone_names = [z.name for z in extras["zones"]]
+                    publisher = start_mqtt(extras["mqtt"], store.path, {source.spec: (camera, zone_names)},
+                                           extras.get("mqtt_ca"))
+                    mqtt_holder.append(publisher)
+                    sinks.append(publisher.people_sink(camera, zone_tracker, tracker))
+                metrics_server = None
+                if extras["metrics_port"] is not None:
+                    metrics_server = _serve_metrics(extras["metrics_port"], camera, lambda: pipe, zone_tracker,
+                                                    store, source.spec, publisher, sinks)
+                    stack.callback(metrics_server.shutdown)
                 total = None  # frames the progress bar counts to: none for cameras, streams, endless loops
                 if not source.live:
                     count = None if loop else source.frame_count  # None: a file whose container does not say
@@ -225,6 +274,34 @@ def _ended_too_soon(source, pipe) -> Optional[str]:
         return (f"{source.spec} stopped giving frames after {source.frames_read} (--no-reconnect: not reopened; "
                 f"without it the stream is reopened until it is back)")
     return None
+
+
+def _serve_metrics(port, camera, get_pipe, zone_tracker, store, source, publisher, sinks):
+    """Prometheus metrics of this run on http://127.0.0.1:port/metrics (a one-line error if the port is taken)."""
+    from pose_fast.integrations.metrics import Metrics, serve
+
+    metrics = Metrics()
+    sinks.append(metrics.frame_sink(camera))
+
+    def stats():
+        pipe = get_pipe()
+        if pipe is None:
+            return {}
+        return {"dropped": pipe.dropped, "engine_dropped": pipe.engine_dropped,
+                "reconnects": getattr(pipe.source, "reconnects", 0)}  # a supervised source counts its reopenings
+
+    metrics.add_camera(camera, stats, zone_tracker)
+    if store is not None:
+        metrics.add_database(store.path, {source: camera})
+    if publisher is not None:
+        metrics.add_mqtt(publisher)
+    try:
+        server = serve(metrics, port)
+    except OSError as exc:
+        raise UserError(f"cannot serve metrics on 127.0.0.1:{port} ({exc.strerror or exc}): choose another "
+                        f"--metrics-port") from None
+    click.echo(f"metrics: http://127.0.0.1:{server.server_port}/metrics", err=True)
+    return server
 
 
 def _close_store(store, failures: list) -> None:

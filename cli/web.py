@@ -8,6 +8,7 @@ import os
 import click
 
 from .errors import UserError
+from .integrations import mqtt_options, zone_options
 
 __all__ = ["web", "make_server", "THREADS"]
 
@@ -146,6 +147,27 @@ def _check_model(model, device: str) -> None:
         raise UserError(str(exc)) from None
 
 
+def _integrations(config: dict, zones, lines, mqtt_url, mqtt_ca) -> dict:
+    """ZONES (per camera: the config file's [[cameras]] zones, the top-level ones and --zone/--line for every
+    camera without its own), MQTT_URL and MQTT_CA settings (cli/integrations.py), from the parsed config file."""
+    from pose_fast.zones import ZoneError, zones_from_config
+
+    from .integrations import mqtt_settings, zones_for
+
+    try:
+        found = zones_from_config(config)
+    except ZoneError as exc:
+        raise UserError(str(exc)) from None
+    found[None] = zones_for(config, None, zones, lines)
+    url, ca = mqtt_settings(config, mqtt_url, mqtt_ca)
+    out = {"ZONES": found}
+    if url:
+        out["MQTT_URL"] = url
+    if ca:
+        out["MQTT_CA"] = ca
+    return out
+
+
 @click.command("web")
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1, env POSE_FAST_HOST). Anything "
                                            "else exposes the camera to the network.")
@@ -159,9 +181,6 @@ def _check_model(model, device: str) -> None:
                    "path or an rtsp:// or http(s):// URL; repeat it for more cameras. A bare SPEC is named camera; "
                    "'none' disables cameras. Default: camera=0 (env POSE_FAST_CAMERAS, comma-separated, or the "
                    "--config file's [[cameras]]).")
-@click.option("--config", "config_file", default=None, envvar="POSE_FAST_CONFIG", metavar="FILE",
-              type=click.Path(dir_okay=False),
-              help="A TOML file with [[cameras]] (name, url or device, input_height); see the README.")
 @click.option("--stall-timeout", default=None, type=click.FloatRange(0.1, 3600),
               help="Seconds without a frame before a camera is reopened (default 10, env POSE_FAST_STALL_TIMEOUT).")
 @click.option("--snapshot-keep", default=None, type=click.IntRange(min=0),
@@ -188,8 +207,11 @@ def _check_model(model, device: str) -> None:
                    "POSE_FAST_MOTION_GATE=1|0). Default: on for the camera, off for the demo video.")
 @click.option("--threads", default=THREADS, show_default=True, type=click.IntRange(10, 1000),
               help="Server threads; each watching browser holds one (at most threads - 8 viewers).")
-def web(host, port, demo_video, cameras, config_file, stall_timeout, snapshot_keep, db, device_name, model,
-        input_height, server, allowed_hosts, min_pose_score, motion_gate, threads):
+@mqtt_options
+@zone_options
+def web(host, port, demo_video, cameras, stall_timeout, snapshot_keep, db, device_name, model,
+        input_height, server, allowed_hosts, min_pose_score, motion_gate, threads, mqtt_url, mqtt_ca, config_path,
+        zones, lines):
     """Serve the live pose view of the cameras and the demo video, record their events, and serve /detections,
     /healthz and /readyz.
 
@@ -197,17 +219,19 @@ def web(host, port, demo_video, cameras, config_file, stall_timeout, snapshot_ke
     up to 30 s) forever. Open the printed URL in a browser. ?device-name=CPU|GPU|MYRIAD|AUTO picks the inference
     device; the page offers the devices this machine has. Ctrl-C stops the server and commits the recorded events.
     """
-    from pose_fast.cameras import CameraConfigError, cameras_from_config, load_config_file, parse_cameras
+    from pose_fast.cameras import CameraConfigError, cameras_from_config, parse_cameras
     from pose_fast.events import exit_on_sigterm
     from pose_fast.webapp import NONE_VALUES, ConfigError, create_app
 
+    from .integrations import read_config
+
     config = {"START_CAMERAS": False}  # started below, once the checks pass
+    data = read_config(config_path)
     try:
         if cameras:
             config["CAMERAS"] = parse_cameras(cameras)
-        if config_file:
-            data = load_config_file(config_file)
-            from_file = cameras_from_config(data, config_file)
+        if config_path:
+            from_file = cameras_from_config(data, config_path)
             if "CAMERAS" not in config and not (os.environ.get("POSE_FAST_CAMERAS")
                                                 or os.environ.get("POSE_FAST_CAMERA")):
                 config["CAMERAS"] = from_file  # the command line, then the environment, win over the file
@@ -222,6 +246,7 @@ def web(host, port, demo_video, cameras, config_file, stall_timeout, snapshot_ke
                        ("ALLOWED_HOSTS", allowed_hosts or None), ("MOTION_GATE", motion_gate)):
         if value is not None:
             config[key] = value
+    config.update(_integrations(data, zones, lines, mqtt_url, mqtt_ca))
     if demo_video is not None and demo_video.strip().lower() not in NONE_VALUES:
         from pathlib import Path
 

@@ -17,7 +17,7 @@ import numpy as np
 from .poses import Poses
 from .skeleton import DRAWN_LIMBS, LIMB_COLORS, NUM_KEYPOINTS
 
-__all__ = ["Renderer", "order_numbers", "KEYPOINT_COLORS"]
+__all__ = ["Renderer", "order_numbers", "KEYPOINT_COLORS", "draw_zones"]
 
 #: One BGR colour per keypoint: the colour of the first drawn limb that ends at it (the neck takes the first).
 KEYPOINT_COLORS = tuple(
@@ -176,3 +176,38 @@ class Renderer:
         box = frame[0:min(height, th + base + 2 * pad), 0:min(width, tw + 2 * pad)]
         np.right_shift(box, 2, out=box)  # darken in place: readable over any background
         cv2.putText(frame, text, (pad, pad + th), _FONT, size["font"], _WHITE, size["text"], cv2.LINE_AA)
+
+
+_ZONE = (0, 200, 255)   # BGR: zones in amber
+_LINE = (255, 128, 0)   # lines in blue
+
+
+def draw_zones(frame: np.ndarray, polygons, segments, zones, lines, zone_counts, line_counts) -> np.ndarray:
+    """Draw zones (polygons in pixels, int32 arrays of shape (N, 1, 2)) and lines (``(ax, ay, dx, dy, length)``
+    in pixels) on ``frame`` in place, each with its name and live count: people inside a zone, ``in``/``out``
+    crossings of a line. See :mod:`pose_fast.zones` (:class:`~pose_fast.zones.ZoneOverlay` calls this)."""
+    height = frame.shape[0]
+    thick = max(1, int(round(2 * height / 720.0)))
+    font = max(0.4, 0.6 * height / 720.0)
+    for poly, zone in zip(polygons, zones):
+        pts = np.asarray(poly, np.int32).reshape(-1, 1, 2)  # no copy for the arrays ZoneTracker keeps
+        cv2.polylines(frame, [pts], True, _ZONE, thick, cv2.LINE_AA)
+        x, y = int(pts[:, 0, 0].min()), int(pts[:, 0, 1].min())
+        _tag(frame, f"{zone.name}: {zone_counts.get(zone.name, 0)}", x, y, font, thick, _ZONE)
+    for (ax, ay, dx, dy, _), line in zip(segments, lines):
+        a, b = (int(ax), int(ay)), (int(ax + dx), int(ay + dy))
+        cv2.arrowedLine(frame, a, b, _LINE, thick, cv2.LINE_AA, tipLength=0.03)
+        counts = line_counts.get(line.name, {})
+        _tag(frame, f"{line.name}: in {counts.get('in', 0)} out {counts.get('out', 0)}",
+             int(ax + dx / 2), int(ay + dy / 2), font, thick, _LINE)
+    return frame
+
+
+def _tag(frame, text, x, y, font, thick, color) -> None:
+    (tw, th), base = cv2.getTextSize(text, _FONT, font, thick)
+    height, width = frame.shape[:2]
+    x = min(max(x, 0), max(0, width - tw - 4))
+    y = min(max(y, th + 4), height - base - 2)
+    box = frame[max(0, y - th - 3):y + base + 1, x:x + tw + 4]
+    np.right_shift(box, 1, out=box)
+    cv2.putText(frame, text, (x + 2, y), _FONT, font, color, thick, cv2.LINE_AA)

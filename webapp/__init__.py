@@ -40,6 +40,11 @@ config key         environment                  meaning (default)
                                                and its connection (``5``)
 ``MOTION_GATE``    ``POSE_FAST_MOTION_GATE``    skip inference while nobody is in view and nothing moves (``1``/``0``;
                                                default: on for the camera, off for the demo video)
+``MQTT_URL``       ``POSE_FAST_MQTT``           publish events, people counts and Home Assistant discovery to this
+                                                broker, ``mqtt://[user:pass@]host[:port][/prefix]`` (none)
+``MQTT_CA``                                     CA file for an ``mqtts://`` broker (the system's)
+``ZONES``                                       zones and lines per camera, ``{name or None: (zones, lines)}``
+                                                (:func:`pose_fast.zones.zones_from_config`; none)
 =================  ===========================  ====================================================================
 """
 from __future__ import annotations
@@ -91,6 +96,7 @@ _ENV = {
     "ALLOWED_HOSTS": "POSE_FAST_ALLOWED_HOSTS",
     "VIEWER_TIMEOUT": "POSE_FAST_VIEWER_TIMEOUT",
     "MOTION_GATE": "POSE_FAST_MOTION_GATE",
+    "MQTT_URL": "POSE_FAST_MQTT",
 }
 #: Values that switch a setting (the camera, the demo video) off.
 NONE_VALUES = ("", "none", "off", "no", "false", "-1")
@@ -128,6 +134,9 @@ def _defaults() -> dict:
         "ALLOWED_HOSTS": (),
         "VIEWER_TIMEOUT": 5.0,
         "MOTION_GATE": None,
+        "MQTT_URL": None,
+        "MQTT_CA": None,
+        "ZONES": {},
     }
 
 
@@ -239,7 +248,7 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     :class:`pose_fast.webapp.streams.StreamManager`); ``app.extensions["pose_fast_streams"].close()`` stops them
     (done at interpreter exit too).
     """
-    from . import detections, health, openapi, views
+    from . import detections, health, metrics, openapi, views
     from .hosts import install_host_check
     from .responses import register_error_handlers
     from .streams import StreamManager
@@ -257,6 +266,17 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
         device=app.config["DEVICE"], stall_timeout=app.config["STALL_TIMEOUT"],
         snapshot_keep=app.config["SNAPSHOT_KEEP"], motion_gate=app.config["MOTION_GATE"])
     app.extensions["pose_fast_streams"] = manager
+    from pose_fast.integrations.mqtt import MqttError
+
+    from .integrations import WebIntegrations
+
+    try:  # metrics always; zones, MQTT when configured (the publisher starts now: a refused login is an error)
+        manager.integrations = WebIntegrations(app.config["DATABASE"] or None, manager.source_names(),
+                                               zones=app.config["ZONES"], mqtt_url=app.config["MQTT_URL"] or None,
+                                               mqtt_ca=app.config["MQTT_CA"])
+    except MqttError as exc:
+        raise ConfigError(str(exc)) from None
+    app.extensions["pose_fast_metrics"] = manager.integrations.metrics
     ref = weakref.ref(manager)
     atexit.register(lambda: ref() is not None and ref().close(timeout=5))
     register_error_handlers(app)
@@ -266,6 +286,7 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     app.register_blueprint(views.streams_bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     if app.config["START_CAMERAS"]:
         manager.start_cameras()  # always on: recording from now, watched or not
     return app

@@ -12,6 +12,8 @@ Query parameters
     Exact source name (as stored by the demo, e.g. ``camera 0`` or a file name).
 ``since``, ``until``
     ISO-8601 date or date-time (``Z``, an offset, or none meaning UTC); ``since`` is inclusive, ``until`` exclusive.
+``zone``
+    A zone's or line's name: only its ``zone_enter``/``zone_exit``/``line_cross`` events (:mod:`pose_fast.zones`).
 
 ``page``/``per-page`` that are not whole numbers, are zero, negative or larger than 2**31 - 1, an unknown ``kind``,
 a bad date or ``since`` after ``until`` get a 400 with ``{"error": "...", "status": 400}``. A missing or
@@ -80,6 +82,11 @@ def _parse_args(args):
         if kind not in KINDS:
             raise _BadRequest(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         filters["kind"] = kind
+    zone = args.get("zone")
+    if zone is not None:
+        if not zone or len(zone) > 64:
+            raise _BadRequest("zone must be a zone or line name of 1 to 64 characters")
+        filters["zone"] = zone
     source = args.get("source")
     if source is not None:
         if not source or len(source) > 1000:
@@ -98,7 +105,7 @@ def _parse_args(args):
 
 
 def _link(page: int, per_page: int, args) -> str:
-    params = [(k, args[k]) for k in ("kind", "source", "since", "until") if k in args]
+    params = [(k, args[k]) for k in ("kind", "source", "zone", "since", "until") if k in args]
     params += [("page", page), ("per-page", per_page)]
     return f"{request.base_url}?{urlencode(params)}"
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
+from pose_fast.events import KINDS
+
 __all__ = ["bp", "build_document", "OPENAPI_VERSION"]
 
 bp = Blueprint("openapi", __name__)
@@ -271,7 +273,7 @@ def _parameters() -> dict:
         "page": query("page", {**whole, "default": 1}, "1-based page number; a page past the end is empty."),
         "per-page": query("per-page", {**whole, "default": 50}, per_page),
         "per_page": query("per_page", {**whole, "default": 50}, per_page),
-        "kind": query("kind", {"type": "string", "enum": ["enter", "exit"]}, "Only events of this kind."),
+        "kind": query("kind", {"type": "string", "enum": list(KINDS)}, "Only events of this kind."),
         "event-source": query("source", {"type": "string", "minLength": 1, "maxLength": 1000},
                               "Only events of this source, exactly as stored (``camera 0``, a video's file name).",
                               examples={"camera": {"value": "camera 0"}, "file": {"value": "store-aisle.mp4"}}),
@@ -279,6 +281,9 @@ def _parameters() -> dict:
                        examples={"instant": {"value": "2025-11-25T06:01:00Z"}, "day": {"value": "2025-11-25"}}),
         "until": query("until", when, f"Only events before this instant ({zone}).",
                        examples={"instant": {"value": "2025-11-25T07:00:10+01:00"}}),
+        "zone": query("zone", {"type": "string", "minLength": 1, "maxLength": 64},
+                      "Only the events of this zone or line (``zone_enter``, ``zone_exit``, ``line_cross``).",
+                      examples={"door": {"value": "door"}}),
     }
 
 
@@ -407,7 +412,8 @@ def _paths() -> dict:
                            "``source``, ``since`` (inclusive) and ``until`` (exclusive). The ``Link`` header repeats "
                            "``next`` and ``prev`` and adds ``first`` and ``last``.",
             "parameters": [_ref("parameters", name)
-                           for name in ("page", "per-page", "per_page", "kind", "event-source", "since", "until")],
+                           for name in ("page", "per-page", "per_page", "kind", "event-source", "since", "until",
+                                        "zone")],
             "responses": _answers({
                 "200": {"description": "One page of events.",
                         "headers": {"Link": {
@@ -433,6 +439,15 @@ def _paths() -> dict:
                                      "retention cap).", 404),
                 "503": _error_schema("No events database.", 503),
             }),
+        }},
+        "/metrics": {"get": {
+            "operationId": "metrics", "tags": ["meta"], "summary": "Prometheus metrics (text format)",
+            "description": "Per camera: frames, FPS, inference / decode / capture-to-overlay histograms, people in "
+                           "view and per zone, dropped frames, reconnects, viewers, JPEG encodes, line crossings; "
+                           "events by kind from the database; the MQTT outbox depth. Prometheus' text exposition "
+                           "format (prometheus-client).",
+            "responses": _answers({"200": {"description": "The metrics.", "headers": no_cache,
+                                           "content": _content("text/plain", {"type": "string"})}}),
         }},
         "/openapi.json": {"get": {
             "operationId": "openapi", "tags": ["meta"], "summary": "This description (OpenAPI 3.1)",

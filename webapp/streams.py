@@ -130,6 +130,7 @@ class StreamManager:
         self.started = 0  # streams started for viewers (for tests and the benchmark)
         self.cameras_started = 0  # cameras' always-on streams started (at start-up, after a device change)
         self._closed = False
+        self.integrations = None  # webapp.integrations.WebIntegrations, set by create_app
 
     # -- what this server offers -------------------------------------------------------------------------------
     @property
@@ -230,10 +231,19 @@ class StreamManager:
 
         recorder = self._recorder(stream)
         tracker = Tracker(on_event=recorder.record if recorder is not None else None)
+        sinks = [stream.broadcaster]
+        if self.integrations is not None:  # zones, metrics, MQTT people counts (webapp/integrations.py)
+            tracker, sinks = self.integrations.wrap(stream, source, tracker, sinks, recorder)
         people = PersonFilter(MIN_POSE_SCORE if self.min_pose_score is None else self.min_pose_score)
-        return Pipeline(source, engine, tracker=tracker, sinks=[stream.broadcaster], mode="latency",
-                        loop=stream.source == DEMO, person_filter=people, events=recorder,
-                        motion_gate=self.motion_gate)
+        return Pipeline(source, engine, tracker=tracker, sinks=sinks, mode="latency", loop=stream.source == DEMO,
+                        person_filter=people, events=recorder, motion_gate=self.motion_gate)
+
+    def source_names(self) -> Dict[str, str]:
+        """Each configured source -> the name its events are stored under (a camera's own; the demo's file)."""
+        names = {name: name for name in self.cameras}
+        if self.demo_video is not None:
+            names[DEMO] = self.demo_video.name
+        return names
 
     def _recorder(self, stream: Stream):
         """A new run's recorder for this stream (events under the camera's name, or the demo video's file name)."""
@@ -481,6 +491,8 @@ class StreamManager:
                 store.close()
             except EventStoreError as exc:  # e.g. kept in the journal for the next start: say so, no traceback
                 log.warning("events: %s", first_line(exc))
+        if self.integrations is not None:  # after the store's last commit: MQTT publishes it
+            self.integrations.close()
 
     def reopen(self) -> None:
         """Accept viewers again after :meth:`close` (tests)."""

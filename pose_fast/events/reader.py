@@ -117,8 +117,12 @@ def read_event(path, event_id: int) -> Optional[Dict]:
 
 
 def read_events(path, *, kind: Optional[str] = None, source: Optional[str] = None, since: Optional[str] = None,
-                until: Optional[str] = None, offset: int = 0, limit: int = 50) -> Tuple[List[Dict], int]:
+                until: Optional[str] = None, zone: Optional[str] = None, offset: int = 0,
+                limit: int = 50) -> Tuple[List[Dict], int]:
     """One page of events in id order and the number of events matching the filters, from one snapshot.
+
+    ``zone``: only the events of that zone or line (``zone_enter``, ``zone_exit``, ``line_cross``); counted like
+    since/until (the per-(kind, source) totals know no zones).
 
     ``since`` (inclusive) and ``until`` (exclusive) are timestamps in the stored form
     (:func:`pose_fast.timestamps.parse_iso_utc`).
@@ -130,10 +134,12 @@ def read_events(path, *, kind: Optional[str] = None, source: Optional[str] = Non
     range (O(log n)); a filtered page walks an index from the nearest page seen before (the next page: O(page)).
     """
     filters = [(sql, value) for sql, value in (("kind = ?", kind), ("source = ?", source),
-                                               ("timestamp >= ?", since), ("timestamp < ?", until))
+                                               ("timestamp >= ?", since), ("timestamp < ?", until),
+                                               ("zone = ?", zone))
                if value is not None]
     where, args = [sql for sql, _ in filters], [value for _, value in filters]
     by_time = since is not None or until is not None
+    scanned = by_time or zone is not None  # counted from the events, not from event_counts
     cols = ", ".join(_COLUMNS)
     cond = " AND ".join(where) or "1"
     conn = _open_reader(path)
@@ -147,7 +153,7 @@ def read_events(path, *, kind: Optional[str] = None, source: Optional[str] = Non
             lo = conn.execute("SELECT min(id) FROM events").fetchall()[0][0]
             hi = conn.execute("SELECT max(id) FROM events").fetchall()[0][0] or 0
             entry = _listing(path, cond, args, generation)
-            if by_time:
+            if scanned:
                 count = _count_where(conn, entry, cond, args, hi)
             else:
                 sql = "SELECT coalesce(sum(n), 0) FROM event_counts" + (f" WHERE {cond}" if where else "")

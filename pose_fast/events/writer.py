@@ -451,11 +451,21 @@ class EventRecorder:
         finally:
             self._reason = None
 
+    def record_zone(self, kind: str, track_id: int, frame_index: int, timestamp: float, people_count: int,
+                    zone: Optional[str] = None, direction: Optional[str] = None,
+                    dwell_s: Optional[float] = None) -> None:
+        """A :class:`~pose_fast.zones.ZoneTracker` ``on_event``: a zone or line event of this run."""
+        self._store((kind, track_id, frame_index, timestamp, people_count, self.source, self.device),
+                    dict(run_id=self.run_id, zone=zone, direction=direction, dwell_s=dwell_s))
+
     def _add(self, event: tuple, frame) -> None:
         kind, track_id, frame_index, timestamp, people_count, reason = event
+        self._store((kind, track_id, frame_index, timestamp, people_count, self.source, self.device),
+                    dict(run_id=self.run_id, reason=reason, frame=frame))
+
+    def _store(self, args: tuple, options: dict) -> None:
         try:
-            self.store.add(kind, track_id, frame_index, timestamp, people_count, self.source, self.device,
-                           run_id=self.run_id, reason=reason, frame=frame)
+            self.store.add(*args, **options)
         except EventStoreError as exc:
             if self.on_error is None:
                 raise
