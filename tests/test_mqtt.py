@@ -281,7 +281,7 @@ def test_web_app_announces_its_cameras_and_zones(web_config, tmp_path):
     with Mosquitto(tmp_path) as broker:
         sub = Subscriber(broker.port)
         try:
-            app = create_app(web_config(MQTT_URL=broker.url + "/shop", ZONES=zones))
+            app = create_app(web_config(MQTT_URL=broker.url + "/shop", ZONES=zones, CAMERA=99))
             with running_server(app):
                 assert wait_for(lambda: len([t for t, _, _ in sub.messages if t.startswith("homeassistant/")]) >= 3,
                                 10)
