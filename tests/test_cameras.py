@@ -202,10 +202,12 @@ def test_soak_five_cuts_every_one_reconnected_memory_and_descriptors_flat(tmp_pa
             health = _json(f"{web.base}/readyz")[1]["cameras"]["door"]
         finally:
             rc, err = web.stop()
-    assert rc in (0, 143) and "Traceback" not in err
-    assert health["losses"] == 5 and health["reconnects"] == 5
     (rss0, fds0), (rss5, fds5) = samples[0], samples[-1]
-    print(f"soak {duration:.0f} s: RSS {rss0} -> {rss5} kB, fds {fds0} -> {fds5}, samples {samples}")
+    print(f"soak {duration:.0f} s: RSS {rss0} -> {rss5} kB, fds {fds0} -> {fds5}, samples {samples}, {health}")
+    assert rc in (0, 143) and "Traceback" not in err
+    # every loss reconnected: the five cuts, and the ends of the video (the test server plays it once per
+    # connection, every 139 s: a real camera does not end, but the watchdog treats both alike)
+    assert health["losses"] >= 5 and health["reconnects"] == health["losses"]
     assert rss5 < rss0 * 1.15 + 20000, samples
     assert fds5 <= fds0 + 3, samples
     assert len(_check_paired(web.events())) >= 5
