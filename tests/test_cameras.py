@@ -207,7 +207,7 @@ def test_soak_five_cuts_every_one_reconnected_memory_and_descriptors_flat(tmp_pa
     assert rc in (0, 143) and "Traceback" not in err
     # every loss reconnected: the five cuts, and the ends of the video (the test server plays it once per
     # connection, every 139 s: a real camera does not end, but the watchdog treats both alike)
-    assert health["losses"] >= 5 and health["reconnects"] == health["losses"]
+    assert health["losses"] >= 5 and health["reconnects"] >= health["losses"] - (health["state"] != "running")
     assert rss5 < rss0 * 1.15 + 20000, samples
     assert fds5 <= fds0 + 3, samples
     assert len(_check_paired(web.events())) >= 5
