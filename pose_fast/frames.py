@@ -141,8 +141,8 @@ class FrameSource(FrameSize):
         decoding); 1 (the default) returns every frame. Not for live sources.
     media_time : float
         Seconds on the source's own time line of the frame :meth:`read` returned last: for a file, its position
-        (frame index / fps, counting on across ``rewind``), whatever the speed of reading; for a camera or a live
-        stream, the monotonic clock when it arrived. What the tracker measures time and motion in.
+        (frame index / fps, counting on across ``rewind``), whatever the speed of reading or ``live``; for a
+        camera, a stream or a pipe, the monotonic clock when it arrived. What the tracker measures time and motion in.
     """
 
     def __init__(self, spec, *, open_timeout_ms: int = DEFAULT_OPEN_TIMEOUT_MS,
@@ -285,9 +285,9 @@ class FrameSource(FrameSize):
 
     def _stamp(self) -> None:
         self._position += 1
-        if self.live and not self.realtime:
+        if not self._regular_file:  # a camera, a stream, a pipe: when the frame arrived
             self.media_time = time.monotonic()
-        else:  # a file's own time line (a realtime file too: its frames are paced, and stale ones dropped)
+        else:  # a file's own time line, however fast it is read (also played realtime, or treated as live)
             self.media_time = self._time_offset + self._position * self._interval
 
     def _pace(self) -> None:
