@@ -639,13 +639,13 @@ class Pipeline:
                              track_ids=track_ids, timings=timings, fps=fps, inference_ms=infer_ms, people=people,
                              labels=labels, slot=slot, sequence=seq, fragments=fragments, inferred=inferred)
         self._series.add(timings)
-        self.frames += 1
         self.people_total += people
         self.people_max = max(self.people_max, people)
         self.last_people = people
         self.last_index, self.last_timestamp = slot.frame_index, slot.timestamp
         for sink in self.sinks:
             sink.write(result)
+        self.frames += 1  # once every sink has it: Ctrl-C or SIGTERM mid-write leaves the count equal to the files'
 
     def _fps(self) -> float:
         if len(self._recent) < 2:

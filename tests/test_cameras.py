@@ -104,7 +104,12 @@ class WebServer:
         assert "serving on" in line, self.proc.stderr.read()
 
     def events(self, **filters):
-        return read_events(self.db, limit=1000, **filters)[0] if self.db.exists() else []
+        from pose_fast.errors import EventStoreError
+
+        try:
+            return read_events(self.db, limit=1000, **filters)[0] if self.db.exists() else []
+        except EventStoreError:  # created, not yet migrated: a moment at start
+            return []
 
     def ready(self) -> bool:
         return _json(f"{self.base}/readyz")[0] == 200
