@@ -47,7 +47,7 @@ TEST_FILES=(tests/test_compat.py tests/test_api.py tests/test_engine.py tests/te
             tests/test_zones.py tests/test_mqtt.py tests/test_metrics.py)
 MARKERS="not browser and not remote and not soak"
 # The decoder's peer comparison needs openvino-model-api, which requires openvino>=2024: it runs in the main job.
-DESELECT="not peer"
+DESELECT="not peer and not nobody_watching_through_a_cut and not moves_to_the_device"  # cameras: main job
 
 log() { printf 'py39: [%3ds] %s\n' "$((SECONDS - START))" "$*"; }
 START=$SECONDS

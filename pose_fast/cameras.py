@@ -116,7 +116,7 @@ def cameras_from_env(text: str) -> List[CameraConfig]:
 def load_config_file(path) -> Dict[str, Any]:
     """The parsed TOML of a config file; CameraConfigError (one line) when it is missing or not TOML."""
     if sys.version_info >= (3, 11):
-        import tomllib
+        import tomllib  # novermin - Python 3.11+, tomli below
     else:
         import tomli as tomllib
 
