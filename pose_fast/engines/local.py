@@ -274,7 +274,8 @@ class Engine(EngineBase):
     def _warm_up(self, frame_width: int, frame_height: int) -> None:
         """Run every request once on a black frame: a request's first inference allocates (20-30 ms more than the
         next on a 2-core CPU), and would otherwise land on the first frames shown."""
-        black = _ov.shared_tensor(np.zeros((1, frame_height, frame_width, 3), np.uint8))
+        frame = np.zeros((1, frame_height, frame_width, 3), np.uint8)  # held here: OpenVINO 2022.3's shared
+        black = _ov.shared_tensor(frame)  # tensor does not keep its array alive (a freed array: a segfault)
         self._request.infer({0: black})
         for index in range(len(self._queue)):
             self._queue[index].infer({0: black})
