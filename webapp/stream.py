@@ -151,12 +151,8 @@ class Stream:
                 self.state = "stopped"
             self.stopped_at = time.time()
             self.broadcaster.close()
-            for thing in (engine, source):
-                if thing is not None:
-                    try:
-                        thing.close()
-                    except Exception:  # noqa: BLE001
-                        pass
+            _close(engine)
+            _close(source)
             self.released.set()
             self._ready.set()
             self.manager._ended(self)
