@@ -13,6 +13,7 @@ import itertools
 import numpy as np
 import pytest
 
+from pose_fast import _track_ref, tracking
 from pose_fast.bench.identities import COST_PEOPLE, STRIDES, TARGET_IDF1, compare_runs, decode_video, pan, track_run
 from pose_fast.poses import Poses
 from pose_fast.tracking import Tracker
@@ -35,9 +36,13 @@ def _scene(people: int, results: int = 200):
     return out
 
 
+@pytest.mark.parametrize("kernels", ["default", "numpy"])
 @pytest.mark.parametrize("people", [1, 3, COST_PEOPLE])
-def test_tracker_update(benchmark, people):
-    """One ``update`` with ``people`` in view, all matched (target for 10: p50 < 0.2 ms)."""
+def test_tracker_update(benchmark, people, kernels, monkeypatch):
+    """One ``update`` with ``people`` in view, all matched (target for 10: p50 < 0.2 ms), with the tracker's kernels
+    (compiled when built) and with their NumPy reference."""
+    if kernels == "numpy":
+        monkeypatch.setattr(tracking, "KERNELS", _track_ref)
     scene = _scene(people)
     tracker = Tracker()
     index = itertools.count()
@@ -55,7 +60,7 @@ def test_tracker_update(benchmark, people):
     if benchmark.stats is not None:
         p50 = benchmark.stats.stats.median * 1000
         benchmark.extra_info["p50_ms"] = round(p50, 4)
-        print(f"\ntracker, {people} people: p50 {p50:.3f} ms per result")
+        print(f"\ntracker ({tracker._kernels.NAME} kernels), {people} people: p50 {p50:.3f} ms per result")
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,10 @@ Decoder fragments (one body split in two, see ``fragment_distance``) never match
 ``smoothing``, matched keypoints are One-Euro filtered in place. Ids increase over the tracker's life, across
 :meth:`Tracker.close` and :meth:`Tracker.reset`.
 
+The arithmetic of steps 1, 2 and 4 on the tracks' arrays (the detections' boxes and fragments, the similarity
+matrix, the matched tracks' velocity and keypoints) is in :data:`KERNELS`: the compiled ``pose_fast._track``, or
+its NumPy reference ``pose_fast._track_ref``; this module keeps the decisions.
+
 Example
 -------
 >>> tracker = Tracker(on_event=lambda kind, tid, frame, ts, count: print(kind, tid))
@@ -46,21 +50,31 @@ from typing import Callable, List, Optional
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from . import _track_ref
+from ._track_ref import KEYPOINT_SIGMAS
 from .skeleton import NUM_KEYPOINTS
 
-__all__ = ["Tracker", "OneEuroFilter", "EventCallback", "KEYPOINT_SIGMAS"]
+__all__ = ["Tracker", "OneEuroFilter", "EventCallback", "KEYPOINT_SIGMAS", "KERNELS"]
+
+KERNEL_API = 1  # the kernels' interface: pose_fast._track (compiled) or pose_fast._track_ref must say the same
+
+
+def _compiled_kernels():
+    """``pose_fast._track``, compiled at install, when it imports and speaks this interface; else the reference."""
+    try:
+        from . import _track
+    except ImportError:
+        return _track_ref
+    return _track if getattr(_track, "KERNEL_API", None) == KERNEL_API else _track_ref
+
+
+#: The module whose ``describe``, ``fragments``, ``similarity`` and ``advance`` trackers made from now on use:
+#: :mod:`pose_fast._track` (C, built by ``pip install``) or its reference :mod:`pose_fast._track_ref` (NumPy, 3-4×
+#: slower, identical results to rounding) where no compiler was found.
+KERNELS = _compiled_kernels()
 
 #: ``on_event(kind, track_id, frame_index, timestamp, people_count)``; kind is ``"enter"`` or ``"exit"``.
 EventCallback = Callable[[str, int, int, float, int], None]
-
-#: COCO's per-keypoint OKS sigmas in BODY_18 order; the neck (no COCO counterpart) takes the shoulders' value.
-KEYPOINT_SIGMAS = np.array(
-    [0.026, 0.079, 0.079, 0.072, 0.062, 0.079, 0.072, 0.062, 0.107, 0.087, 0.089, 0.107, 0.087, 0.089,
-     0.025, 0.025, 0.035, 0.035], dtype=np.float64)
-_OKS_K2 = (2.0 * KEYPOINT_SIGMAS) ** 2  # COCO's "vars"
-_IOU_PAD = np.array([-8.0, -8.0, 8.0, 8.0])  # pixels around each box, so that single points can overlap
-_MIN_SIZE = 32.0  # pixels: the least person height (and sqrt of the least area) used for scales and gates
-
 
 def _check_int(name, value, low, high=None):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -253,6 +267,7 @@ class Tracker:
         OneEuroFilter(min_cutoff, beta, d_cutoff)
         self._filter_args = (min_cutoff, beta, d_cutoff)
         self._next_id = 1
+        self._kernels = KERNELS
         self.reset()
 
     # -- public state -----------------------------------------------------------------------------------------
@@ -299,14 +314,18 @@ class Tracker:
         for track in tracks:
             track.matched_now = False
 
-        visible = keypoints[:, :, 2] > self.keypoint_threshold
-        d_box = _boxes(keypoints[:, :, :2], visible)
-        fragment = self._fragments(keypoints, visible, d_box, getattr(poses, "scores", None))
-        confidence = (keypoints[:, :, 2] * visible).sum(1) / NUM_KEYPOINTS
+        kernels = self._kernels
+        visible, d_box, confidence = kernels.describe(keypoints, self.keypoint_threshold)
+        scores = getattr(poses, "scores", None)
+        scores = (np.asarray(scores, np.float64) if scores is not None and len(scores) == n_det
+                  else np.zeros(n_det))
+        fragment = kernels.fragments(keypoints, visible, d_box, scores, self.fragment_distance)
         high = (confidence >= self.high_confidence) & ~fragment
         match = np.full(n_det, -1, dtype=np.intp)  # detection -> index into self._tracks
         if tracks and n_det:
-            sim = self._similarity(keypoints, visible, d_box, now)
+            sim = kernels.similarity(self._kp, self._box, self._vel, self._moving, self._seen, now, keypoints,
+                                     visible, d_box, self.gate, self.max_speed, self.motion_noise,
+                                     self.min_common_keypoints)
             born = np.fromiter((t.born for t in tracks), bool, len(tracks))
             free = ~fragment
             taken = np.zeros(len(tracks), bool)
@@ -321,8 +340,7 @@ class Tracker:
         births = []
         matched = np.flatnonzero(match >= 0)
         if matched.size:
-            self._continue(match[matched], keypoints[matched], visible[matched], d_box[matched], now, frame_index,
-                           timestamp)
+            self._continue(match[matched], matched, keypoints, visible, d_box, now, frame_index, timestamp)
         start = np.flatnonzero((match < 0) & high)
         if start.size:
             self._start(start, keypoints, visible, d_box, now, frame_index, timestamp, match)
@@ -422,78 +440,7 @@ class Tracker:
         if self._last_frame is not None and frame_index <= self._last_frame:
             raise ValueError(f"frame_index must increase from one update to the next: got {frame_index} after "
                              f"{self._last_frame}")
-        return keypoints.astype(np.float64, copy=False)
-
-    def _fragments(self, keypoints, visible, box, scores):
-        """(P,) bool: poses that repeat a keypoint of a better pose at (nearly) the same place."""
-        n = keypoints.shape[0]
-        out = np.zeros(n, dtype=bool)
-        if n < 2 or self.fragment_distance == 0:
-            return out
-        height = box[:, 3] - box[:, 1]
-        limit = self.fragment_distance * np.maximum(height[:, None], height[None, :])
-        # only poses whose boxes come within the limit of each other can share a keypoint's place
-        apart = ((box[:, None, :2] > box[None, :, 2:] + limit[:, :, None])
-                 | (box[None, :, :2] > box[:, None, 2:] + limit[:, :, None])).any(-1)
-        if apart.sum() == n * (n - 1):
-            return out
-        x = np.where(visible, keypoints[:, :, 0], np.nan)  # NaN: never close to anything
-        y = np.where(visible, keypoints[:, :, 1], np.nan)
-        dx = x[:, None, :] - x[None, :, :]
-        dy = y[:, None, :] - y[None, :, :]
-        close = (dx * dx + dy * dy < (limit * limit)[:, :, None]).any(-1)      # (P, P)
-        np.fill_diagonal(close, False)
-        if not close.any():
-            return out
-        vis = visible.astype(np.float64)
-        shared = vis @ vis.T
-        score = np.asarray(scores, np.float64) if scores is not None and len(scores) == n else np.zeros(n)
-        seen = visible.sum(1)
-        # best first: score, then visible keypoints, then input order
-        order = sorted(range(n), key=lambda i: (-score[i], -int(seen[i]), i))
-        for rank, i in enumerate(order):
-            if not out[i]:
-                for j in order[rank + 1:]:
-                    # a fragment holds mostly keypoints the better pose lacks (the other half of one body); two
-                    # people standing close, or one half hidden behind the other, share most of their keypoints
-                    if close[i, j] and 3 * shared[i, j] <= seen[j]:
-                        out[j] = True
-        return out
-
-    def _similarity(self, keypoints, visible, d_box, now):
-        """(T, P) similarity between each track's predicted pose and each detection; 0 outside the gate."""
-        dt = now - self._seen                                                  # (T,) seconds since last seen
-        shift = self._vel * dt[:, None]                                        # (T, 2) predicted motion
-        box = self._box
-        t_box = box + np.concatenate([shift, shift], axis=1)                   # (T, 4) predicted box
-        t_w, t_h = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
-        size = np.maximum(t_h, _MIN_SIZE)                                      # (T,) the person's height
-        # the gate first: only pairs whose box centres are close enough are compared
-        cx = 0.5 * (t_box[:, None, 0] + t_box[:, None, 2] - d_box[None, :, 0] - d_box[None, :, 2])
-        cy = 0.5 * (t_box[:, None, 1] + t_box[:, None, 3] - d_box[None, :, 1] - d_box[None, :, 3])
-        reach = (self.gate + self.max_speed * dt) * size                      # (T,)
-        ti, di = np.nonzero(cx * cx + cy * cy <= (reach * reach)[:, None])
-        sim = np.zeros((len(box), len(d_box)))
-        if not ti.size:
-            return sim
-        t_kp = self._kp[ti]                                                    # (K, 18, 3) one row per pair
-        t_vis = t_kp[:, :, 2] > 0
-        vis = visible[di]
-        common = t_vis & vis
-        n_common = common.sum(1)
-        d = t_kp[:, :, :2] + shift[ti][:, None, :] - keypoints[di, :, :2]    # (K, 18, 2)
-        area = np.maximum(t_w * t_h, _MIN_SIZE * _MIN_SIZE)[ti]
-        # OKS's tolerance per keypoint (a variance), widened by how far the person may stray in dt
-        # (a track without a velocity yet may have moved anywhere up to max_speed)
-        noise = np.where(self._moving, self.motion_noise, self.max_speed)
-        tol = 2.0 * (area[:, None] * _OKS_K2[None, :] + ((noise * dt * size)[ti] ** 2)[:, None])
-        e = np.exp(-(d[:, :, 0] ** 2 + d[:, :, 1] ** 2) / tol)
-        # averaged over the keypoints seen in either (COCO divides by the ground truth's): a partial detection
-        # (a stray leg) must not outscore the whole person it overlaps
-        oks = (e * common).sum(1) / np.maximum((t_vis | vis).sum(1), 1)
-        iou = _iou_pairs(t_box[ti], d_box[di])
-        sim[ti, di] = np.where(n_common >= self.min_common_keypoints, 0.5 * (oks + iou), iou)
-        return sim
+        return np.ascontiguousarray(keypoints, dtype=np.float64)
 
     def _assign(self, sim, rows, cols, match, free, taken):
         """Optimal assignment of the tracks where ``rows`` and not ``taken`` to the detections where ``cols`` and
@@ -510,24 +457,10 @@ class Tracker:
         free[c] = False
         taken[r] = True
 
-    def _continue(self, rows, kp, vis, box, now, frame_index, timestamp):
-        """Matched tracks ``rows`` take the detections ``kp``: velocity, keypoints, time last seen."""
-        new = kp * vis[:, :, None]
-        old = self._kp[rows]
-        common = vis & (old[:, :, 2] > 0)                                      # (M, 18)
-        n = common.sum(1)
-        dt = now - self._seen[rows]
-        ok = (n > 0) & (dt > 0)
-        if ok.any():
-            shift = ((new[:, :, :2] - old[:, :, :2]) * common[:, :, None]).sum(1)
-            step = shift / np.maximum(n * dt, 1e-9)[:, None]                  # pixels per second
-            vel, moving = self._vel[rows], self._moving[rows]
-            blended = np.where(moving[:, None], 0.5 * vel + 0.5 * step, step)
-            self._vel[rows] = np.where(ok[:, None], blended, vel)
-            self._moving[rows] = moving | ok
-        self._kp[rows] = new
-        self._box[rows] = box
-        self._seen[rows] = now
+    def _continue(self, rows, dets, keypoints, visible, d_box, now, frame_index, timestamp):
+        """Matched tracks ``rows`` take the detections ``dets``: velocity, keypoints, time last seen."""
+        self._kernels.advance(self._kp, self._box, self._vel, self._moving, self._seen, rows, dets, keypoints, visible,
+                              d_box, now)
         for i in rows.tolist():
             track = self._tracks[i]
             track.last_frame, track.last_time = int(frame_index), float(timestamp)
@@ -581,22 +514,3 @@ class Tracker:
         if self.on_event is not None:
             self.on_event(kind, int(track_id), int(frame_index), float(timestamp), int(count))
 
-
-def _boxes(xy, vis):
-    """(N, 4) boxes (x0, y0, x1, y1) of the visible points; zeros for none."""
-    box = np.concatenate([np.where(vis[..., None], xy, np.inf).min(1), np.where(vis[..., None], xy, -np.inf).max(1)],
-                         axis=1)
-    box[~vis.any(1)] = 0.0
-    return box
-
-
-def _iou_pairs(a, b):
-    """(K,) IoU of boxes a[k] and b[k]; boxes of zero area get a small margin so that single points can overlap."""
-    a = a + _IOU_PAD
-    b = b + _IOU_PAD
-    w = np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0])
-    h = np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1])
-    inter = np.maximum(w, 0.0) * np.maximum(h, 0.0)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a + area_b - inter, 1e-9)

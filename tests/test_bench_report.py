@@ -336,6 +336,14 @@ def test_tracking_numbers(bench_run):
     cost = tracking["cost"]
     assert cost["people"] == 10 == cost["people_tracked"] and 0 < cost["ms_p50"]
     assert f"Tracker cost: **{cost['ms_p50']:.3f} ms** per result" in md
+    fallback = tracking["cost_numpy"]
+    assert fallback["kernels"] == "numpy" and fallback["people_tracked"] == 10 and 0 < fallback["ms_p50"]
+    from pose_fast import tracking as tracker_module
+
+    assert cost["kernels"] == tracker_module.KERNELS.NAME
+    if cost["kernels"] == "cython":
+        assert f"With the NumPy kernels (the fallback where `pose_fast._track` was not compiled): " \
+               f"{fallback['ms_p50']:.3f} ms" in md
 
 
 @pytest.mark.slow

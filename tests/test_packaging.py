@@ -25,7 +25,7 @@ def test_the_wheel_installs_only_pose_fast(tmp_path):
     assert top_level == ["pose_fast"]
     for member in ("pose_fast/cli/main.py", "pose_fast/cli/demo.py", "pose_fast/webapp/__init__.py",
                    "pose_fast/webapp/templates/index.html", "pose_fast/webapp/static/app.js",
-                   "pose_fast/_decode.pyx"):
+                   "pose_fast/_decode.pyx", "pose_fast/_track.pyx", "pose_fast/_track_ref.py"):
         assert member in names, member
     assert "pose-fast = pose_fast.cli.main:cli" in entry_points
     # every package of the source tree is in the wheel (pyproject.toml lists them)
@@ -105,3 +105,28 @@ def test_ci_runs_the_readmes_test_command_as_written():
     command = blocks[1].strip()
     assert command.startswith("bash .ci/test-setup.sh && . .ci/env && ")
     assert command in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+
+
+def _runtime_dependencies():
+    """{name: requirement} of pyproject.toml's [project] dependencies (markers dropped)."""
+    import re
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.9/3.10
+        import tomli as tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return {re.split(r"[<>=!~; \[]", spec, maxsplit=1)[0].lower(): spec.split(";")[0].strip()
+            for spec in project["dependencies"]}
+
+
+def test_the_raspberry_pi_install_lists_every_runtime_dependency():
+    """The README's Pi section installs pose_fast with --no-deps: its own pip line must install every runtime
+    dependency but openvino (the archive's) and numba (optional there), with pyproject's lower bounds."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("# The runtime dependencies, from PyPI")
+    line = readme[start:readme.index("\n# pose_fast itself", start)]
+    assert line.count("pip install ") == 1, line
+    missing = [spec for name, spec in _runtime_dependencies().items()
+               if name not in ("openvino", "numba") and f'"{spec}' not in line]
+    assert not missing, f"the README's Raspberry Pi pip line lacks {missing}"

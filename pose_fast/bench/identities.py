@@ -168,15 +168,19 @@ def pan(video: VideoPoses, stride: int, make_tracker=None) -> dict:
     return {"stride": stride, "shift_px": shift, **compare_runs(still, panned, shift)}
 
 
-def tracker_cost(people: int = COST_PEOPLE, results: int = 400, make_tracker=None) -> dict:
+def tracker_cost(people: int = COST_PEOPLE, results: int = 400, make_tracker=None, kernels=None) -> dict:
     """Milliseconds per :meth:`~pose_fast.tracking.Tracker.update` for ``people`` walking people in view (a
-    synthetic scene: 10 whole skeletons side by side, moving and jittering), after a warm-up."""
+    synthetic scene: 10 whole skeletons side by side, moving and jittering), after a warm-up; ``kernels``: the
+    tracker's kernel module (default :data:`pose_fast.tracking.KERNELS`; ``pose_fast._track_ref`` for the NumPy
+    fallback's cost)."""
     from ..poses import Poses
     from ..tracking import Tracker
 
     rng = np.random.default_rng(0)
     template = rng.uniform(-0.2, 0.2, size=(18, 2)) * (1.0, 2.5)
     tracker = (make_tracker or Tracker)()
+    if kernels is not None:
+        tracker._kernels = kernels
     base = np.zeros((people, 18, 3))
     base[:, :, :2] = template[None] * 200.0 + np.stack([60.0 + 110.0 * np.arange(people),
                                                         np.full(people, 300.0)], 1)[:, None, :]
@@ -196,12 +200,16 @@ def tracker_cost(people: int = COST_PEOPLE, results: int = 400, make_tracker=Non
         if i >= warm:
             times.append((time.perf_counter() - start) * 1000.0)
     return {"people": people, "results": len(times), "ms_p50": float(np.median(times)),
-            "ms_mean": float(np.mean(times)), "people_tracked": tracker.people_count}
+            "ms_mean": float(np.mean(times)), "people_tracked": tracker.people_count,
+            "kernels": getattr(tracker, "_kernels", None) and tracker._kernels.NAME}
 
 
 def measure_identities(videos: Sequence[VideoPoses], strides: Sequence[int] = STRIDES) -> dict:
     """The report's ``tracking`` section: per video and stride, the comparison with the full-rate run and the
-    pan's; the tracker's cost per result for COST_PEOPLE people."""
+    pan's; the tracker's cost per result for COST_PEOPLE people, with its kernels and with the NumPy fallback's (one
+    after the other, in this run)."""
+    from .. import _track_ref
+
     rows = []
     for video in videos:
         reference = track_run(video)
@@ -209,7 +217,8 @@ def measure_identities(videos: Sequence[VideoPoses], strides: Sequence[int] = ST
             run = track_run(video, stride)
             rows.append({"video": video.name, "frames": len(video), "fps": video.fps, "stride": stride,
                          **compare_runs(reference, run), "pan": pan(video, stride)})
-    return {"rows": rows, "cost": tracker_cost(), "strides": list(strides)}
+    return {"rows": rows, "cost": tracker_cost(), "cost_numpy": tracker_cost(kernels=_track_ref),
+            "strides": list(strides)}
 
 
 def identity_targets(tracking: Optional[dict]) -> List[dict]:

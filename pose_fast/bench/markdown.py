@@ -244,7 +244,12 @@ def tracking_lines(report: dict) -> List[str]:
                      f"({row['reference_people']}) | {row['enters']} ({row['reference_enters']}) | {row['exits']} "
                      f"({row['reference_exits']}) | {p['idf1']:.3f} | {p['people']} ({p['reference_people']}) |")
     lines += ["", f"Tracker cost: **{cost['ms_p50']:.3f} ms** per result (p50; mean {cost['ms_mean']:.3f} ms) with "
-              f"{cost['people']} people in view, over {cost['results']} results of a synthetic scene."]
+              f"{cost['people']} people in view, over {cost['results']} results of a synthetic scene, with the "
+              f"{cost.get('kernels') or 'default'} kernels."]
+    fallback = tracking.get("cost_numpy")
+    if fallback and cost.get("kernels") != fallback.get("kernels"):
+        lines[-1] += (f" With the NumPy kernels (the fallback where `pose_fast._track` was not compiled): "
+                      f"{fallback['ms_p50']:.3f} ms ({fallback['ms_p50'] / cost['ms_p50']:.1f}× as long, this run).")
     return lines
 
 
