@@ -42,7 +42,7 @@ BUILD_DEPS=("setuptools>=61" "wheel" "Cython>=3.0")
 TEST_FILES=(tests/test_compat.py tests/test_api.py tests/test_engine.py tests/test_model.py tests/test_decode*.py
             tests/test_people.py
             tests/test_pipeline.py tests/test_demo_cli.py tests/test_frames.py tests/test_render.py
-            tests/test_events.py tests/test_tracking.py tests/test_create_db.py tests/test_detections_api.py
+            tests/test_events.py tests/test_tracking.py tests/test_track_kernels.py tests/test_create_db.py tests/test_detections_api.py
             tests/test_webapp.py tests/test_web_server.py tests/test_watchdog.py tests/test_cameras.py
             tests/test_zones.py tests/test_mqtt.py tests/test_metrics.py)
 MARKERS="not browser and not remote and not soak"
@@ -149,12 +149,12 @@ if bad:
     sys.exit("py39: version drift: " + ", ".join(bad))
 EOF
 
-# -- install the package from source, compiling the Cython decoder --------------------------------------------
+# -- install the package from source, compiling the Cython kernels (decoder, tracker) -----------------------
 log "installing pose_fast from source (setuptools + Cython, against numpy ${OLDEST_PINS[0]#numpy==})"
 pip_quiet install --no-deps --no-build-isolation --force-reinstall --no-cache-dir "$ROOT"
 
 # Check the installed copy, from outside the work tree.
-EXT_SO="$(cd "$VENV" && "$PY" - <<'EOF'
+EXT_SOS="$(cd "$VENV" && "$PY" - <<'EOF'
 import importlib.util
 import os
 import sys
@@ -176,14 +176,24 @@ if importlib.util.find_spec("pose_fast.decoding") is not None:
     if BACKEND != "cython":
         sys.exit(f"py39: pose_fast.decoding.BACKEND is {BACKEND!r}, expected 'cython'")
     print("py39: pose_fast.decoding.BACKEND == 'cython'", file=sys.stderr)
+if importlib.util.find_spec("pose_fast._track") is None:
+    sys.exit("py39: the Cython extension pose_fast._track was not built (see the pip log for the compiler error)")
+import pose_fast._track as track  # noqa: E402
+from pose_fast.tracking import KERNELS  # noqa: E402
+
+if KERNELS is not track:
+    sys.exit(f"py39: pose_fast.tracking.KERNELS is {KERNELS.NAME!r}, expected the compiled pose_fast._track")
 print(ext.__file__)
+print(track.__file__)
 EOF
 )" || die "the installed package is not usable"
 
 # The tests import pose_fast from the work tree (pytest puts the project root first on sys.path): give the tree
-# the extension this interpreter just compiled from it, so the tree runs the Cython backend under 3.9 too.
+# the extensions this interpreter just compiled from it, so the tree runs the Cython kernels under 3.9 too.
 # copy then rename: overwriting a loaded .so in place crashes processes that have it mapped
-cp -f "$EXT_SO" "$ROOT/pose_fast/.ext.tmp" && mv -f "$ROOT/pose_fast/.ext.tmp" "$ROOT/pose_fast/$(basename "$EXT_SO")"
+while IFS= read -r so; do
+    cp -f "$so" "$ROOT/pose_fast/.ext.tmp" && mv -f "$ROOT/pose_fast/.ext.tmp" "$ROOT/pose_fast/$(basename "$so")"
+done <<<"$EXT_SOS"
 
 # -- the reference poses from the main environment (newest OpenVINO) ------------------------------------------
 MAIN_PY="${POSE_FAST_MAIN_PYTHON:-$(command -v python || command -v python3)}"  # what .ci/run tested with
