@@ -359,7 +359,10 @@ class EventStore:
                         "the journal %s until it is free", self.path, waited, journal.journal_path(self.path))
 
     def _fail(self, err, rows, msg=None):
-        self._unsaved += len(rows) + sum(1 for item in self._queue if type(item) is not _Flush)
+        # list() copies the deque in one step under the GIL; a generator over it would see add() appending
+        # meanwhile ("deque mutated during iteration") and kill this thread before the error is set
+        pending = list(self._queue)
+        self._unsaved += len(rows) + sum(1 for item in pending if type(item) is not _Flush)
         if msg is None:
             msg = _explain(err, self.path, "write events to", getattr(self._conn, "system_errno", 0))  # 0: old apsw
         kept = (f", {self.journaled} kept in {journal.journal_path(self.path)} for the next start"
