@@ -115,8 +115,11 @@ def demo(device_name, video_url, precision, model, input_height, mode, output, j
     In the window, q or Esc quits and space pauses. At the end a summary gives frames, mean FPS and per-stage
     latency (p50/p99).
     """
+    from pose_fast.supervisor import SupervisedSource, limit_heap_arenas
+
+    if reconnect:  # before any thread: a stream reopened for weeks keeps a flat RSS (pose_fast.supervisor)
+        limit_heap_arenas()
     from pose_fast.frames import SourceError, open_source
-    from pose_fast.supervisor import SupervisedSource
 
     if db and no_db:
         raise UserError("--db and --no-db contradict each other: give one")

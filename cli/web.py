@@ -219,6 +219,9 @@ def web(host, port, demo_video, cameras, stall_timeout, snapshot_keep, db, devic
     up to 30 s) forever. Open the printed URL in a browser. ?device-name=CPU|GPU|MYRIAD|AUTO picks the inference
     device; the page offers the devices this machine has. Ctrl-C stops the server and commits the recorded events.
     """
+    from pose_fast.supervisor import limit_heap_arenas
+
+    limit_heap_arenas()  # before any thread: cameras reopened for weeks keep a flat RSS (pose_fast.supervisor)
     from pose_fast.cameras import CameraConfigError, cameras_from_config, parse_cameras
     from pose_fast.events import exit_on_sigterm
     from pose_fast.webapp import NONE_VALUES, ConfigError, create_app

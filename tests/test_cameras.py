@@ -185,8 +185,8 @@ def test_an_rtsp_camera_records_with_nobody_watching_through_a_cut(tmp_path, mod
 @pytest.mark.soak
 def test_soak_five_cuts_every_one_reconnected_memory_and_descriptors_flat(tmp_path, model_xml, video_path):
     """The RTSP camera is cut five times (down 3 s each) over POSE_FAST_SOAK_S seconds (default 300; the
-    30-minute run is in the README): every cut reconnected, RSS and open descriptors of the server flat from the
-    first cut to the last, events paired at the end."""
+    30-minute run is in the README): every cut reconnected, RSS (within 4 MB) and open descriptors of the server
+    flat from the first cut to the last, events paired at the end."""
     duration = float(os.environ.get("POSE_FAST_SOAK_S", "300"))
     db = tmp_path / "events.sqlite3"
     with RtspServer(video_path("one-by-one")) as rtsp:
@@ -213,7 +213,9 @@ def test_soak_five_cuts_every_one_reconnected_memory_and_descriptors_flat(tmp_pa
     # every loss reconnected: the five cuts, and the ends of the video (the test server plays it once per
     # connection, every 139 s: a real camera does not end, but the watchdog treats both alike)
     assert health["losses"] >= 5 and health["reconnects"] >= health["losses"] - (health["state"] != "running")
-    assert rss5 < rss0 * 1.15 + 20000, samples
+    # flat, not merely bounded: each reconnection's capture used to leave 1-2 MB of free heap behind in another glibc
+    # arena (+8 MB over these cuts and video ends); pose-fast web now keeps two arenas (limit_heap_arenas)
+    assert rss5 < rss0 + 4000, samples
     assert fds5 <= fds0 + 3, samples
     assert len(_check_paired(web.events())) >= 5
 

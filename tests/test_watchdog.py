@@ -16,7 +16,7 @@ import pytest
 from support import RtspServer, VideoHttpServer, rtsp_unavailable, wait_for
 
 from pose_fast.events import read_events, snapshot_folder
-from pose_fast.supervisor import Backoff, SupervisedSource
+from pose_fast.supervisor import Backoff, SupervisedSource, limit_heap_arenas
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,6 +87,53 @@ def test_interrupt_ends_a_read_waiting_for_a_camera_that_is_gone(video_path):
         assert 1.5 < time.monotonic() - started < 10
         assert source.health()["state"] == "reconnecting" and "cannot open stream" in source.last_error
         source.close()
+
+
+_ARENAS_PROBE = """
+import ctypes, sys, tempfile, threading
+from pose_fast.supervisor import limit_heap_arenas
+if sys.argv[1] == "limit":
+    assert limit_heap_arenas()
+libc = ctypes.CDLL(None)
+libc.malloc.restype = libc.fopen.restype = ctypes.c_void_p
+libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+held, together = [], threading.Barrier(12)
+def work():  # twelve threads alive at once, each allocating (as a capture's decoder threads do)
+    together.wait()
+    held.append([libc.malloc(4096) for _ in range(100)])
+    together.wait()
+threads = [threading.Thread(target=work) for _ in range(12)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+with tempfile.NamedTemporaryFile(suffix=".xml") as report:
+    out = libc.fopen(report.name.encode(), b"w")
+    libc.malloc_info(0, out)
+    libc.fclose(out)
+    print(open(report.name).read().count("<heap nr="))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's heaps")
+def test_limit_heap_arenas_keeps_two_heaps_whatever_the_threads(monkeypatch):
+    """What keeps ``pose-fast web``'s RSS flat across reconnections: every reopened capture starts new FFmpeg
+    threads, and glibc gave each its own heap (arena), where the capture's freed buffers stayed (+1-2 MB per
+    reconnection). After :func:`limit_heap_arenas` twelve threads allocating at once share two heaps."""
+    environ = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+
+    def heaps(mode):
+        done = subprocess.run([sys.executable, "-c", _ARENAS_PROBE, mode], cwd=ROOT, env=environ,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout)
+
+    assert heaps("limit") <= 2
+    assert heaps("none") > 2  # glibc's default: a heap per thread, up to 8 per core
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")  # the environment's choice wins
+    assert limit_heap_arenas() is False
 
 
 def test_demo_on_a_file_cut_off_at_half_warns_and_exits_1(env, video_path, tmp_path):
