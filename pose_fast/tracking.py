@@ -76,6 +76,7 @@ KERNELS = _compiled_kernels()
 #: ``on_event(kind, track_id, frame_index, timestamp, people_count)``; kind is ``"enter"`` or ``"exit"``.
 EventCallback = Callable[[str, int, int, float, int], None]
 
+
 def _check_int(name, value, low, high=None):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer, got {value!r}")

@@ -240,6 +240,19 @@ def backend_or_skip(name: str) -> str:
     return name
 
 
+def compiled_tracker_kernels():
+    """``pose_fast._track`` (the tracker's compiled kernels) if it imports; else skip, or fail when
+    POSE_FAST_REQUIRE_BACKENDS lists cython."""
+    try:
+        from pose_fast import _track
+    except ImportError as exc:
+        message = f"pose_fast._track is not compiled ({exc}): pip install -e . with Cython and a C compiler builds it"
+        if "cython" in REQUIRED_BACKENDS:
+            pytest.fail(f"{message}; POSE_FAST_REQUIRE_BACKENDS requires it")
+        pytest.skip(message)
+    return _track
+
+
 # --- the peer decoder ------------------------------------------------------------------------------------------
 
 def maxpool3(heatmaps: np.ndarray) -> np.ndarray:

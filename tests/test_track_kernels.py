@@ -6,20 +6,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from synthetic import REQUIRED_BACKENDS
+from synthetic import compiled_tracker_kernels
 
 from pose_fast import _track_ref, tracking
 
 
 @pytest.fixture(scope="module")
 def compiled():
-    try:
-        from pose_fast import _track
-    except ImportError as exc:
-        if "cython" in REQUIRED_BACKENDS:
-            pytest.fail(f"pose_fast._track does not import ({exc}); POSE_FAST_REQUIRE_BACKENDS requires it")
-        pytest.skip(f"pose_fast._track is not compiled ({exc})")
-    return _track
+    return compiled_tracker_kernels()
 
 
 def test_the_tracker_uses_the_compiled_kernels_when_they_are_built(compiled):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from synthetic import REQUIRED_BACKENDS
+from synthetic import compiled_tracker_kernels
 
 from pose_fast import _track_ref, tracking
 from pose_fast.poses import Poses
@@ -16,14 +16,9 @@ from pose_fast.tracking import OneEuroFilter, Tracker
 @pytest.fixture(autouse=True, params=["cython", "numpy"])
 def kernels(request, monkeypatch):
     """The tracker's kernels for the test: trackers made in it use ``pose_fast._track`` or ``_track_ref``."""
-    if request.param == "numpy":
-        monkeypatch.setattr(tracking, "KERNELS", _track_ref)
-    elif tracking.KERNELS is _track_ref:
-        message = "pose_fast._track is not compiled (pip install -e . with Cython and a C compiler builds it)"
-        if "cython" in REQUIRED_BACKENDS:
-            pytest.fail(f"{message}; POSE_FAST_REQUIRE_BACKENDS requires it")
-        pytest.skip(message)
-    return tracking.KERNELS
+    module = _track_ref if request.param == "numpy" else compiled_tracker_kernels()
+    monkeypatch.setattr(tracking, "KERNELS", module)
+    return module
 
 # A standing person, BODY_18 order, in units of the person's height, relative to the hips' centre.
 TEMPLATE = np.array([
