@@ -18,7 +18,6 @@ __all__ = ["wait_for", "running_server", "make_v1_database", "free_port", "RtspS
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with the GObject bindings (python3-gi) gst-rtsp-server needs
 
 
-
 def wait_for(predicate, timeout: float = 30.0, step: float = 0.05):
     """Poll until ``predicate()`` is true; return its last value (a wait, not a speed assertion)."""
     deadline = time.monotonic() + timeout
@@ -85,6 +84,7 @@ class RtspServer:
         self.proc = None
 
     def start(self, timeout: float = 30.0) -> RtspServer:
+        """Start the server and wait until it answers a DESCRIBE (a client's first request) for ``url``."""
         import subprocess
         from pathlib import Path
 
@@ -95,7 +95,24 @@ class RtspServer:
         if line.strip() != "ready":
             self.proc.kill()
             raise RuntimeError(f"the RTSP server did not start: {self.proc.stderr.read()[-500:]}")
+        # "ready" means listening; the first DESCRIBE also loads and prerolls the decoder and encoder plugins, which
+        # on a fresh machine (no GStreamer registry cache yet) under load takes longer than a client's open timeout
+        status = self._describe(timeout)
+        if status != "200":
+            self.stop()
+            raise RuntimeError(f"the RTSP server did not answer DESCRIBE {self.url} within {timeout:g} s: {status}")
         return self
+
+    def _describe(self, timeout: float) -> str:
+        """The status code of a DESCRIBE for ``url`` (or why there is none)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as sock:
+                sock.sendall(f"DESCRIBE {self.url} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n\r\n".encode())
+                reply = sock.recv(4096).decode("latin-1")
+        except OSError as exc:
+            return str(exc)
+        words = reply.split(None, 2)
+        return words[1] if len(words) > 1 and words[0].startswith("RTSP/") else repr(reply[:80])
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
