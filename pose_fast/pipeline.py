@@ -33,7 +33,6 @@ frames (nobody is there to lose). Motion, or a second without inference, runs it
 from __future__ import annotations
 
 import collections
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,8 +40,9 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .capture import Capture
 from .engines.contract import MODES, InferenceEngine
-from .errors import PipelineError, SourceError
+from .errors import PipelineError
 from .frames import FrameRing, FrameSlot, FrameSource
 from .motion import IDLE_STATUS, MotionGate
 from .people import PersonFilter
@@ -54,10 +54,8 @@ __all__ = ["Pipeline", "FrameResult", "MODES", "STAGES", "PipelineError"]
 
 #: Per-frame timings (ms) in every FrameResult and in stats(); ``latency`` is capture done -> overlay done.
 STAGES = ("capture", "inference", "decode", "render", "latency")
-_END = object()
 _POLL = 0.1  # s: how often blocked threads look at the stop flag
 _HISTORY = 1 << 15  # frames of timings kept for percentiles (a fixed array: memory stays flat)
-_EMPTY_RESTARTS = 3  # a looped source that restarts this often in a row without giving a frame is an error
 _IDLE = object()  # a result entry's poses: the motion gate skipped inference on this frame
 
 
@@ -201,10 +199,11 @@ class Pipeline:
         self._error: Optional[BaseException] = None
         self._error_lock = threading.Lock()
         self._slots_in_flight = threading.Semaphore(self.in_flight)
-        self._captured: queue.Queue = queue.Queue(maxsize=len(self.ring) + 1)
-        self._latest: Optional[FrameSlot] = None
-        self._latest_cond = threading.Condition()
-        self._capture_done = False
+        if mode == "throughput":
+            capture_mode = "in order"
+        else:  # latency: the newest frame of a live source; a file's next frame just in time
+            capture_mode = "newest" if source.live else "on demand"
+        self.capture = Capture(source, self.ring, self._stop, capture_mode, loop=self.loop, limit=limit, poll=_POLL)
         self._results: Dict[int, tuple] = {}
         self._results_cond = threading.Condition()
         self._submitted = 0
@@ -213,12 +212,10 @@ class Pipeline:
         self._runner: Optional[threading.Thread] = None
         self._series = _Series(STAGES)
         self._recent = collections.deque(maxlen=32)
-        self._frame_index = 0
         self._started_at = None
         self._finished_at = None
         self.frames_delivered_seq = 0
         self.frames = 0
-        self.dropped = 0
         self.engine_dropped = 0  # frames the engine could not infer (a remote server lost or too slow)
         self.people_total = 0
         self.people_max = 0
@@ -237,8 +234,7 @@ class Pipeline:
         interrupt = getattr(self.source, "interrupt", None)  # a SupervisedSource waiting to reconnect
         if interrupt is not None:
             interrupt()
-        with self._latest_cond:
-            self._latest_cond.notify_all()
+        self.capture.wake()
         with self._results_cond:
             self._results_cond.notify_all()
 
@@ -287,11 +283,8 @@ class Pipeline:
             raise PipelineError("a Pipeline runs once: make a new one")
         self._ran = True
         self.engine.set_callback(self._on_result)
-        live = self.mode == "latency" and self.source.live
-        if self.mode == "throughput":
-            self._spawn(self._capture_in_order, "capture")
-        elif live:
-            self._spawn(self._capture_newest, "capture")
+        if self.capture.threaded:
+            self._spawn(self.capture.run, "capture")
         self._spawn(self._feed, "feeder")
         self._started_at = time.perf_counter()
         interrupted = None
@@ -335,8 +328,7 @@ class Pipeline:
         try:
             self._stop.set()
             self.ring.close()
-            with self._latest_cond:
-                self._latest_cond.notify_all()
+            self.capture.wake()
             for thread in self._threads:
                 thread.join(timeout=10)
             try:
@@ -347,17 +339,7 @@ class Pipeline:
             with self._results_cond:
                 leftovers = [entry[0] for entry in self._results.values()]
                 self._results.clear()
-            with self._latest_cond:
-                if self._latest is not None:
-                    leftovers.append(self._latest)
-                    self._latest = None
-            while True:
-                try:
-                    item = self._captured.get_nowait()
-                except queue.Empty:
-                    break
-                if item is not _END:
-                    leftovers.append(item)
+            leftovers += self.capture.leftovers()
             for slot in leftovers:
                 if slot.refs > 0:
                     self.ring.release(slot)
@@ -376,101 +358,6 @@ class Pipeline:
             if self.stop_reason is None:
                 self.stop_reason = "limit" if self.limit is not None and self.frames >= self.limit else "end"
 
-    # -- capture ---------------------------------------------------------------------------------------------------
-    def _read_into_slot(self) -> Optional[FrameSlot]:
-        """Take a free slot and read the next frame into it; None at the end of the source or when stopping.
-
-        Raises SourceError when a looped source gives no frame even after ``_EMPTY_RESTARTS`` restarts in a row.
-        """
-        restarts = 0  # rewinds in a row that were followed by no frame
-        while True:
-            slot = None
-            while slot is None:
-                if self._stop.is_set():
-                    return None
-                slot = self.ring.acquire(timeout=_POLL)
-            start = time.perf_counter()
-            frame = self.source.read(slot.array)
-            done = time.perf_counter()
-            if frame is not None:
-                slot.frame_index = self._frame_index
-                self._frame_index += getattr(self.source, "stride", 1)  # a file's own index with --stride
-                slot.epoch = getattr(self.source, "epoch", 0)
-                slot.timestamp = time.time()
-                slot.media_time = getattr(self.source, "media_time", slot.timestamp)
-                slot.captured_at = done
-                slot.capture_ms = (done - start) * 1000.0
-                return slot
-            self.ring.release(slot)
-            if self.loop and restarts >= _EMPTY_RESTARTS:
-                raise SourceError(f"{self.source.spec} gave no frame after {restarts} restarts in a row: it was "
-                                  f"truncated, replaced or damaged while being read; check the file")
-            if not (self.loop and self.source.rewind()):
-                return None
-            restarts += 1
-
-    def _capture_in_order(self) -> None:
-        """Throughput: every frame, in order, into a bounded queue (blocks when the ring is full)."""
-        count = 0
-        try:
-            while not self._stop.is_set() and (self.limit is None or count < self.limit):
-                slot = self._read_into_slot()
-                if slot is None:
-                    break
-                count += 1
-                while True:
-                    try:
-                        self._captured.put(slot, timeout=_POLL)
-                        break
-                    except queue.Full:
-                        if self._stop.is_set():
-                            self.ring.release(slot)
-                            return
-        finally:
-            self._capture_done = True
-            try:
-                self._captured.put_nowait(_END)
-            except queue.Full:
-                pass  # the feeder also ends on _capture_done
-
-    def _capture_newest(self) -> None:
-        """Latency, live source: read continuously; the newest frame replaces (drops) one not yet picked up."""
-        try:
-            while not self._stop.is_set():
-                slot = self._read_into_slot()
-                if slot is None:
-                    break
-                with self._latest_cond:
-                    stale, self._latest = self._latest, slot
-                    self._latest_cond.notify_all()
-                if stale is not None:
-                    self.dropped += 1
-                    self.ring.release(stale)
-        finally:
-            with self._latest_cond:
-                self._capture_done = True
-                self._latest_cond.notify_all()
-
-    def _next_frame(self) -> Optional[FrameSlot]:
-        if self.mode == "throughput":
-            while True:
-                try:
-                    item = self._captured.get(timeout=_POLL)
-                except queue.Empty:
-                    if self._stop.is_set() or (self._capture_done and self._captured.empty()):
-                        return None
-                    continue
-                return None if item is _END else item
-        if self.source.live:
-            with self._latest_cond:
-                while self._latest is None:
-                    if self._stop.is_set() or self._capture_done:
-                        return None
-                    self._latest_cond.wait(_POLL)
-                slot, self._latest = self._latest, None
-                return slot
-        return self._read_into_slot()  # latency, file: read just in time
-
     # -- inference -------------------------------------------------------------------------------------------------
     def _feed(self) -> None:
         while not self._stop.is_set():
@@ -479,7 +366,7 @@ class Pipeline:
             while not self._slots_in_flight.acquire(timeout=_POLL):
                 if self._stop.is_set():
                     return
-            slot = self._next_frame()
+            slot = self.capture.next()
             if slot is None:
                 self._slots_in_flight.release()
                 break
@@ -654,6 +541,11 @@ class Pipeline:
         return (len(self._recent) - 1) / span if span > 0 else 0.0
 
     # -- numbers ---------------------------------------------------------------------------------------------------
+    @property
+    def dropped(self) -> int:
+        """Frames of a live source replaced by a newer one before inference (latency mode)."""
+        return self.capture.dropped
+
     def stats(self) -> dict:
         """frames, dropped, elapsed_s, fps (mean), inference_ms (mean), people (last frame), people_max,
         people_mean, stages ({stage: {p50, p99, mean}}), and flat ``<stage>_p50`` / ``<stage>_p99`` (ms)."""
