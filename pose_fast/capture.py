@@ -39,7 +39,8 @@ class Capture:
     source : FrameSource
     ring : FrameRing
     stop : threading.Event
-        The run's stop flag; blocked calls look at it every ``poll`` seconds (and at once after :meth:`wake`).
+        The run's stop flag; blocked calls look at it every ``poll`` seconds (:meth:`wake` rouses a feeder waiting
+        for the newest frame at once).
     mode : {"in order", "newest", "on demand"}
     loop : bool
         Restart the source at its end (a file).
@@ -68,7 +69,7 @@ class Capture:
         return self.mode != "on demand"
 
     def run(self) -> None:
-        """The capture thread: read until the end, the limit or the stop flag."""
+        """The capture thread: read until the end, the limit or the stop flag (nothing to do ``on demand``)."""
         if self.mode == "in order":
             self._read_in_order()
         elif self.mode == "newest":
@@ -96,7 +97,7 @@ class Capture:
         return self._read_into_slot()
 
     def wake(self) -> None:
-        """Wake a feeder waiting in :meth:`next` (the run is stopping)."""
+        """Wake a feeder waiting in :meth:`next` for the newest frame (the run is stopping)."""
         with self._cond:
             self._cond.notify_all()
 
