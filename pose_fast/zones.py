@@ -206,29 +206,48 @@ def _signed_distance(poly: Sequence[Point], x: float, y: float) -> float:
 
 class _State:
     """One person against one zone (``side`` 1 inside, -1 outside) or one line (``side`` -1 / 1, 0 unknown): the
-    side decided, and a change seen but not yet held for the settle time."""
+    side decided, and a change seen but not yet held for the settle time. ``*_t`` are the frames' timestamps (what
+    events are stamped with), ``*_m`` their media times (what durations are measured on), ``*_f`` their indexes."""
 
-    __slots__ = ("side", "pending", "since_t", "since_f", "count", "entered", "last_t", "last_f")
+    __slots__ = ("side", "pending", "since_t", "since_m", "since_f", "count", "entered_m", "last_t", "last_m",
+                 "last_f", "step", "looks")
 
     def __init__(self):
         self.side = 0
         self.pending = 0
-        self.since_t = self.entered = self.last_t = 0.0
+        self.since_t = self.since_m = self.entered_m = self.last_t = self.last_m = 0.0
         self.since_f = self.last_f = self.count = 0
+        self.step = 0.0  # media seconds between the last two looks at this person
+        self.looks = 0
 
-    def observe(self, raw: int, frame_index: int, timestamp: float, settle_s: float, settle_frames: int) -> bool:
+    def saw(self, frame_index: int, timestamp: float, media: float) -> None:
+        """This person was looked at (on this frame)."""
+        if self.looks and media > self.last_m:
+            self.step = media - self.last_m
+        self.looks += 1
+        self.last_t, self.last_m, self.last_f = timestamp, media, frame_index
+
+    def frames_needed(self, settle_s: float, settle_frames: int) -> int:
+        """Frames a change must be seen on: ``settle_frames``, or fewer when the looks at this person come further
+        apart than ``settle_s / settle_frames`` (as many as ``settle_s`` holds, at least one)."""
+        if settle_s <= 0 or self.step <= 0:
+            return settle_frames
+        return max(1, min(settle_frames, round(settle_s / self.step)))
+
+    def observe(self, raw: int, frame_index: int, timestamp: float, media: float, settle_s: float,
+                settle_frames: int) -> bool:
         """``raw``: the side seen now (0: within the margin, no evidence). True when the side changes now (the
         change is stamped with ``since_t``/``since_f``, when it was first seen)."""
-        self.last_t, self.last_f = timestamp, frame_index
+        self.saw(frame_index, timestamp, media)
         if raw == 0:
             return False
         if raw == self.side:
             self.pending = 0
             return False
         if self.pending != raw:
-            self.pending, self.since_t, self.since_f, self.count = raw, timestamp, frame_index, 0
+            self.pending, self.since_t, self.since_m, self.since_f, self.count = raw, timestamp, media, frame_index, 0
         self.count += 1
-        if self.count >= settle_frames and timestamp - self.since_t >= settle_s:
+        if self.count >= self.frames_needed(settle_s, settle_frames) and media - self.since_m >= settle_s:
             self.side, self.pending = raw, 0
             return True
         return False
@@ -251,10 +270,17 @@ class ZoneTracker:
     settle_s, settle_frames : float, int
         A change (in, out, the other side of a line) counts once it has held this long and for this many frames
         (default 0.3 s and 3 frames: an anchor that jumps for a moment, as when the hips come into view, changes
-        nothing). The event is stamped with the frame where the change was first seen. A person who goes out of view
-        (their track ends) with a change seen for ``settle_frames`` frames has made it.
+        nothing). Frames that come further apart than ``settle_s / settle_frames`` (a slow device, a stride) need
+        fewer of them, as many as ``settle_s`` holds (at least one). The event is stamped with the frame where the
+        change was first seen. A person who goes out of view (their track ends) with a change seen on that many
+        frames has made it: a walker seen once beyond a doorway's line by a device inferring twice a second has
+        crossed it.
     lost_s : float
         Seconds a person may go unseen (no anchor, not in the track ids) before they leave their zones.
+
+    Durations (``settle_s``, ``lost_s``, the ``dwell_s`` of a ``zone_exit``) are measured on the frames' media
+    time when :meth:`update` gets it, as the tracker's are: a file read faster than real time, or on every Nth
+    frame, dwells as long as its people did. Events are stamped with the frames' timestamps.
     """
 
     def __init__(self, zones: Iterable[Zone] = (), lines: Iterable[Line] = (), on_event: Optional[Callable] = None,
@@ -296,10 +322,13 @@ class ZoneTracker:
             self._segs.append((ax, ay, bx - ax, by - ay, length))
         self._margin_px = self.margin * height
 
-    def update(self, track_ids, keypoints, frame_index: int, timestamp: float, people_count: Optional[int] = None):
-        """Feed one frame: ``track_ids`` (P,) (ids <= 0 are not people yet) and ``keypoints`` (P, 18, 3)."""
+    def update(self, track_ids, keypoints, frame_index: int, timestamp: float, people_count: Optional[int] = None,
+               media_time: Optional[float] = None):
+        """Feed one frame: ``track_ids`` (P,) (ids <= 0 are not people yet) and ``keypoints`` (P, 18, 3);
+        ``media_time``: the frame's position in the video, in seconds (default: ``timestamp``)."""
         if not (self.zones or self.lines):
             return
+        media = timestamp if media_time is None else float(media_time)
         m = self._margin_px
         count = len(track_ids) if people_count is None else people_count
         settle_s, settle_frames = self.settle_s, self.settle_frames
@@ -311,7 +340,7 @@ class ZoneTracker:
             if point is None:
                 continue
             x, y = point
-            self._seen[tid] = timestamp
+            self._seen[tid] = media
             for z, poly in enumerate(self._polys):
                 d = _signed_distance(poly, x, y)
                 states = self._zone_state[z]
@@ -321,16 +350,16 @@ class ZoneTracker:
                     state.side = -1  # outside until seen inside
                 raw = 1 if d >= m else (-1 if d <= -m else 0)
                 was_in = state.side == 1
-                if state.observe(raw, frame_index, timestamp, settle_s, settle_frames):
+                if state.observe(raw, frame_index, timestamp, media, settle_s, settle_frames):
                     name = self.zones[z].name
                     if state.side == 1:
-                        state.entered = state.since_t
+                        state.entered_m = state.since_m
                         self.zone_counts[name] += 1
                         self._emit("zone_enter", tid, state.since_f, state.since_t, count, name)
                     elif was_in:
                         self.zone_counts[name] -= 1
                         self._emit("zone_exit", tid, state.since_f, state.since_t, count, name,
-                                   dwell_s=max(0.0, state.since_t - state.entered))
+                                   dwell_s=max(0.0, state.since_m - state.entered_m))
             for i, (ax, ay, dx, dy, length) in enumerate(self._segs):
                 t = ((x - ax) * dx + (y - ay) * dy) / (length * length)
                 states = self._line_state[i]
@@ -345,18 +374,18 @@ class ZoneTracker:
                 before = state.side
                 if before == 0 and raw != 0:  # first sighting beyond the margin: the side it starts on
                     state.side = raw
-                    state.last_t, state.last_f = timestamp, frame_index
-                elif state.observe(raw, frame_index, timestamp, settle_s, settle_frames):
+                    state.saw(frame_index, timestamp, media)
+                elif state.observe(raw, frame_index, timestamp, media, settle_s, settle_frames):
                     direction = "in" if state.side > 0 else "out"
                     self.line_counts[self.lines[i].name][direction] += 1
                     self._emit("line_cross", tid, state.since_f, state.since_t, count, self.lines[i].name,
                                direction=direction)
-        self._expire(frame_index, timestamp, count)
+        self._expire(media, count)
 
-    def _expire(self, frame_index, timestamp, count):
+    def _expire(self, media, count):
         if not self._seen:
             return
-        stale = [tid for tid, seen in self._seen.items() if timestamp - seen > self.lost_s]
+        stale = [tid for tid, seen in self._seen.items() if media - seen > self.lost_s]
         for tid in stale:
             del self._seen[tid]
             self._forget(tid, count)
@@ -364,26 +393,29 @@ class ZoneTracker:
     def _forget(self, tid, count):
         """``tid`` is gone. A change it showed for ``settle_frames`` frames before it went counts (a person who
         crosses a line and walks out of the picture at once); then it leaves the zones it is in, as last seen."""
-        settled = self.settle_frames
+        settle_s, settle_frames = self.settle_s, self.settle_frames
         for z, states in enumerate(self._zone_state):
             state = states.pop(tid, None)
             if state is None:
                 continue
             name = self.zones[z].name
+            settled = state.frames_needed(settle_s, settle_frames)
             if state.pending == 1 and state.count >= settled:  # went in, and out of view before it settled
-                state.entered = state.since_t
+                state.entered_m = state.since_m
                 self.zone_counts[name] += 1
                 self._emit("zone_enter", tid, state.since_f, state.since_t, count, name)
                 state.side = 1
             elif state.pending == -1 and state.count >= settled and state.side == 1:
-                state.last_t, state.last_f = state.since_t, state.since_f  # left before going out of view
+                # left before going out of view
+                state.last_t, state.last_m, state.last_f = state.since_t, state.since_m, state.since_f
             if state.side == 1:
                 self.zone_counts[name] -= 1
                 self._emit("zone_exit", tid, state.last_f, state.last_t, count, name,
-                           dwell_s=max(0.0, state.last_t - state.entered))
+                           dwell_s=max(0.0, state.last_m - state.entered_m))
         for i, states in enumerate(self._line_state):
             state = states.pop(tid, None)
-            if state is not None and state.pending and state.side and state.count >= settled:
+            if state is not None and state.pending and state.side and \
+                    state.count >= state.frames_needed(settle_s, settle_frames):
                 direction = "in" if state.pending > 0 else "out"
                 self.line_counts[self.lines[i].name][direction] += 1
                 self._emit("line_cross", tid, state.since_f, state.since_t, count, self.lines[i].name,
@@ -417,7 +449,7 @@ class ZonedTracker:
 
     def update(self, poses, frame_index: int, timestamp: float, **kwargs):
         ids = self.tracker.update(poses, frame_index, timestamp, **kwargs)  # e.g. media_time, passed on
-        self.zones.update(ids, poses.keypoints, frame_index, timestamp)
+        self.zones.update(ids, poses.keypoints, frame_index, timestamp, media_time=kwargs.get("media_time"))
         return ids
 
     def close(self, frame_index: int, timestamp: float) -> None:
