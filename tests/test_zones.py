@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
@@ -190,6 +191,10 @@ def test_line_and_zone_events_on_the_one_by_one_video(model_dir, video_path, tmp
     assert all(e["dwell_s"] > 8.0 for e in table if e["kind"] == "zone_exit")  # each stood there 10 s or more
     exits, _ = read_events(db, kind="zone_exit", zone="table", limit=100)
     assert len(exits) == BY_EYE["table_exit"]
+    for event in crossings + table:  # each with the frame it was decided on
+        assert event["snapshot"] is not None, event
+        image = cv2.imread(str(db.parent / f"{db.name}.snapshots" / event["snapshot"]))
+        assert image is not None and image.shape == (432, 768, 3), event
 
 
 def test_an_anchor_that_jumps_out_for_a_moment_changes_nothing():

@@ -394,10 +394,11 @@ class EventStore:
 class EventRecorder:
     """The events of one run of one camera: binds its name, the device and a new ``run_id`` to a store.
 
-    :meth:`record` is a ``Tracker`` ``on_event`` callable. Given to a :class:`~pose_fast.pipeline.Pipeline` as its
-    ``events``, it is also the last sink: :meth:`write` hands the events of each frame over with that frame, drawn,
-    as their snapshot (a copy per event, not per frame), and the pipeline names the ``reason`` of the exits it
-    forces (:meth:`ending`: the stream was lost, the run ended). Exits the tracker decides are ``left``.
+    :meth:`record` is a ``Tracker`` ``on_event`` callable, :meth:`record_zone` a ``ZoneTracker`` one. Given to a
+    :class:`~pose_fast.pipeline.Pipeline` as its ``events``, it is also the last sink: :meth:`write` hands the
+    events of each frame over with that frame, drawn, as their snapshot (a copy per event, not per frame), and the
+    pipeline names the ``reason`` of the exits it forces (:meth:`ending`: the stream was lost, the run ended; these,
+    and the zone exits they cause, have no frame). Exits the tracker decides are ``left``.
     """
 
     #: The ``reason`` of an exit: the person left the view; the stream was lost; the run ended with them in view.
@@ -412,17 +413,13 @@ class EventRecorder:
         self.snapshots = bool(snapshots) and store.snapshots.enabled
         self.on_error = on_error  # given: a failing store is reported to it instead of raised (a live view goes on)
         self._reason: Optional[str] = None  # set by ending(): the exits are forced, not seen
-        self._pending: List[tuple] = []  # this frame's events, waiting for its drawn image
+        self._pending: List[tuple] = []  # this frame's events (store.add's arguments), waiting for its drawn image
         self._sink = False  # a pipeline delivers the frames (attach()): snapshots can be taken
 
     def record(self, kind: str, track_id: int, frame_index: int, timestamp: float, people_count: int) -> None:
         """``on_event(kind, track_id, frame_index, timestamp, people_count)``: queue the event (never blocks)."""
         reason = (self._reason or self.LEFT) if kind == "exit" else None
-        event = (kind, track_id, frame_index, timestamp, people_count, reason)
-        if self._sink and self.snapshots and self._reason is None:
-            self._pending.append(event)  # write() adds it with its frame
-        else:
-            self._add(event, None)
+        self._queue(kind, track_id, frame_index, timestamp, people_count, dict(reason=reason))
 
     def attach(self) -> EventRecorder:
         """Called by the pipeline this recorder is the ``events`` of: from now on :meth:`write` sees every frame."""
@@ -435,14 +432,14 @@ class EventRecorder:
         person)."""
         if self._pending:
             pending, self._pending = self._pending, []  # decided while tracking this very frame
-            for event in pending:
-                self._add(event, result.frame.copy())
+            for args, options in pending:
+                self._store(args, dict(options, frame=result.frame.copy()))
 
     def flush(self) -> None:
         """Store the events still waiting for a frame, without a snapshot."""
         pending, self._pending = self._pending, []
-        for event in pending:
-            self._add(event, None)
+        for args, options in pending:
+            self._store(args, options)
 
     @contextlib.contextmanager
     def ending(self, reason: str):
@@ -457,14 +454,19 @@ class EventRecorder:
     def record_zone(self, kind: str, track_id: int, frame_index: int, timestamp: float, people_count: int,
                     zone: Optional[str] = None, direction: Optional[str] = None,
                     dwell_s: Optional[float] = None) -> None:
-        """A :class:`~pose_fast.zones.ZoneTracker` ``on_event``: a zone or line event of this run."""
-        self._store((kind, track_id, frame_index, timestamp, people_count, self.source, self.device),
-                    dict(run_id=self.run_id, zone=zone, direction=direction, dwell_s=dwell_s))
+        """A :class:`~pose_fast.zones.ZoneTracker` ``on_event``: a zone or line event of this run (with its frame,
+        as :meth:`record`'s)."""
+        self._queue(kind, track_id, frame_index, timestamp, people_count,
+                    dict(zone=zone, direction=direction, dwell_s=dwell_s))
 
-    def _add(self, event: tuple, frame) -> None:
-        kind, track_id, frame_index, timestamp, people_count, reason = event
-        self._store((kind, track_id, frame_index, timestamp, people_count, self.source, self.device),
-                    dict(run_id=self.run_id, reason=reason, frame=frame))
+    def _queue(self, kind, track_id, frame_index, timestamp, people_count, options: dict) -> None:
+        """Hold the event for :meth:`write` to store with this frame, or store it now when it can have none."""
+        args = (kind, track_id, frame_index, timestamp, people_count, self.source, self.device)
+        options["run_id"] = self.run_id
+        if self._sink and self.snapshots and self._reason is None:
+            self._pending.append((args, options))  # write() adds it with its frame
+        else:
+            self._store(args, options)
 
     def _store(self, args: tuple, options: dict) -> None:
         try:
