@@ -10,30 +10,20 @@ from __future__ import annotations
 
 import itertools
 
-import numpy as np
 import pytest
 
 from pose_fast import _track_ref, tracking
-from pose_fast.bench.identities import COST_PEOPLE, STRIDES, TARGET_IDF1, compare_runs, decode_video, pan, track_run
-from pose_fast.poses import Poses
+from pose_fast.bench.identities import (
+    COST_PEOPLE,
+    STRIDES,
+    TARGET_IDF1,
+    compare_runs,
+    decode_video,
+    pan,
+    track_run,
+    walking_scene,
+)
 from pose_fast.tracking import Tracker
-
-
-def _scene(people: int, results: int = 200):
-    """``people`` whole skeletons side by side, walking right and jittering, one Poses per result."""
-    rng = np.random.default_rng(0)
-    template = rng.uniform(-0.2, 0.2, size=(18, 2)) * (1.0, 2.5)
-    base = np.zeros((people, 18, 3))
-    base[:, :, :2] = template[None] * 200.0 + np.stack([60.0 + 110.0 * np.arange(people),
-                                                        np.full(people, 300.0)], 1)[:, None, :]
-    base[:, :, 2] = 0.8
-    out = []
-    for i in range(results):
-        kp = base.copy()
-        kp[:, :, 0] += 3.0 * i
-        kp[:, :, :2] += rng.normal(0, 2.0, size=(people, 18, 2))
-        out.append(Poses(kp.astype(np.float32), np.full(people, 200.0, np.float32)))
-    return out
 
 
 @pytest.mark.parametrize("kernels", ["default", "numpy"])
@@ -43,7 +33,7 @@ def test_tracker_update(benchmark, people, kernels, monkeypatch):
     (compiled when built) and with their NumPy reference."""
     if kernels == "numpy":
         monkeypatch.setattr(tracking, "KERNELS", _track_ref)
-    scene = _scene(people)
+    scene = walking_scene(people, 200)
     tracker = Tracker()
     index = itertools.count()
     for poses in scene[:20]:  # everyone born

@@ -168,19 +168,13 @@ def pan(video: VideoPoses, stride: int, make_tracker=None) -> dict:
     return {"stride": stride, "shift_px": shift, **compare_runs(still, panned, shift)}
 
 
-def tracker_cost(people: int = COST_PEOPLE, results: int = 400, make_tracker=None, kernels=None) -> dict:
-    """Milliseconds per :meth:`~pose_fast.tracking.Tracker.update` for ``people`` walking people in view (a
-    synthetic scene: 10 whole skeletons side by side, moving and jittering), after a warm-up; ``kernels``: the
-    tracker's kernel module (default :data:`pose_fast.tracking.KERNELS`; ``pose_fast._track_ref`` for the NumPy
-    fallback's cost)."""
+def walking_scene(people: int, results: int) -> list:
+    """A synthetic scene for the tracker's cost: ``people`` whole skeletons side by side, walking right 3 px per
+    result and jittering (2 px), one :class:`~pose_fast.poses.Poses` per result (the same on every call)."""
     from ..poses import Poses
-    from ..tracking import Tracker
 
     rng = np.random.default_rng(0)
     template = rng.uniform(-0.2, 0.2, size=(18, 2)) * (1.0, 2.5)
-    tracker = (make_tracker or Tracker)()
-    if kernels is not None:
-        tracker._kernels = kernels
     base = np.zeros((people, 18, 3))
     base[:, :, :2] = template[None] * 200.0 + np.stack([60.0 + 110.0 * np.arange(people),
                                                         np.full(people, 300.0)], 1)[:, None, :]
@@ -192,6 +186,19 @@ def tracker_cost(people: int = COST_PEOPLE, results: int = 400, make_tracker=Non
         kp[:, :, 0] += 3.0 * i
         kp[:, :, :2] += rng.normal(0, 2.0, size=(people, 18, 2))
         frames.append(Poses(kp.astype(np.float32), scores))
+    return frames
+
+
+def tracker_cost(people: int = COST_PEOPLE, results: int = 400, make_tracker=None, kernels=None) -> dict:
+    """Milliseconds per :meth:`~pose_fast.tracking.Tracker.update` for ``people`` walking people in view
+    (:func:`walking_scene`), after a warm-up; ``kernels``: the tracker's kernel module (default
+    :data:`pose_fast.tracking.KERNELS`; ``pose_fast._track_ref`` for the NumPy fallback's cost)."""
+    from ..tracking import Tracker
+
+    tracker = (make_tracker or Tracker)()
+    if kernels is not None:
+        tracker._kernels = kernels
+    frames = walking_scene(people, results)
     warm = results // 4
     times = []
     for i, poses in enumerate(frames):
