@@ -47,9 +47,9 @@ class _Timed:
         self.inner.write(result)
         self.spent[0] += time.perf_counter() - start
 
-    def update(self, *args):
+    def update(self, *args, **kwargs):
         start = time.perf_counter()
-        self.inner.update(*args)
+        self.inner.update(*args, **kwargs)
         self.spent[0] += time.perf_counter() - start
 
     def __getattr__(self, name):
