@@ -391,8 +391,9 @@ class ZoneTracker:
             self._forget(tid, count)
 
     def _forget(self, tid, count):
-        """``tid`` is gone. A change it showed for ``settle_frames`` frames before it went counts (a person who
-        crosses a line and walks out of the picture at once); then it leaves the zones it is in, as last seen."""
+        """``tid`` is gone. A change it showed on as many frames as :meth:`_State.frames_needed` asks before it went
+        counts (a person who crosses a line and walks out of the picture at once); then it leaves the zones it is
+        in, as last seen."""
         settle_s, settle_frames = self.settle_s, self.settle_frames
         for z, states in enumerate(self._zone_state):
             state = states.pop(tid, None)
